@@ -1,0 +1,121 @@
+"""``gauguin``: train, sample and inspect GANs from the command line.
+
+    gauguin train dcgan [--config run.yaml] [--resume] [key=value ...]
+    gauguin sample runs/dcgan [--n 64] [--class Sneaker] [--seed 0] [--out samples.png]
+    gauguin info runs/dcgan
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _train(args) -> int:
+    from .training import run_config, train
+
+    cfg = run_config(args.family, args.config, args.overrides, args.resume)
+    path = train(args.family, cfg, resume=args.resume)
+    if path is not None:
+        print(f"gauguin: samples in {Path(cfg.out_dir) / 'samples'}, checkpoint {path}")
+    return 0
+
+
+def _sample(args) -> int:
+    from .sampling import load_generator
+    from .training.images import make_grid, save_png
+
+    loaded = load_generator(args.checkpoint, args.device)
+    label = loaded.class_index(args.klass) if args.klass is not None else None
+    images = loaded.sample(args.n, seed=args.seed, label=label)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        save_png(make_grid(images, args.columns), out)
+        print(f"gauguin: wrote a grid of {args.n} samples to {out}")
+    else:
+        for i, image in enumerate(images):
+            save_png(image, out / f"{i:06d}.png")
+        print(f"gauguin: wrote {args.n} samples to {out}/")
+    return 0
+
+
+def _info(args) -> int:
+    from .sampling import resolve_checkpoint
+    from .training.checkpoint import load_checkpoint
+
+    folder = resolve_checkpoint(args.checkpoint)
+    tensors, meta = load_checkpoint(folder)
+    weights = tensors["weights.safetensors"]
+    networks = sorted({k.split(".", 1)[0] for k in weights})
+    params = {n: sum(v.numel() for k, v in weights.items() if k.startswith(n + ".") and v.is_floating_point()) for n in networks}
+    if args.json:
+        print(json.dumps({k: meta[k] for k in ("family", "step", "num_classes", "classes", "config", "best_metric")}, indent=2))
+        return 0
+    print(f"checkpoint   {folder}")
+    print(f"family       {meta['family']}   step {meta['step']}   written {meta['time']}")
+    print(f"classes      {meta['num_classes']}: {', '.join(meta.get('classes') or [])}")
+    for n in networks:
+        print(f"{n:<12} {params[n] / 1e6:.2f} M parameters")
+    if meta.get("metric_history"):
+        last = meta["metric_history"][-1]
+        print(f"swd          {last[1]:.4f} at step {last[0]} (best {meta['best_metric']:.4f})")
+    print("config       " + " ".join(f"{k}={v}" for k, v in meta["config"].items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import FAMILIES
+
+    parser = argparse.ArgumentParser(prog="gauguin", description="Train, sample and inspect GANs.")
+    parser.add_argument("--version", action="version", version=f"gauguin {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model family", description="Train a family; key=value overrides config fields.")
+    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("--config", help="YAML file of config values")
+    p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its newest checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("sample", help="draw samples from a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--n", type=int, default=64, help="number of samples")
+    p.add_argument("--class", dest="klass", help="class index or name (conditional models)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--columns", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="samples.png", help="a .png path for a grid, or a folder for one file per sample")
+    p.set_defaults(run=_sample)
+
+    p = sub.add_parser("info", help="describe a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # key=value may also follow options such as --resume
+    if extra:
+        if args.command != "train" or any("=" not in item or item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("gauguin: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line unless --debug
+        if args.debug:
+            raise
+        print(f"gauguin: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Datasets for training: Fashion-MNIST and folders of images.
+
+Both datasets give float32 images in [-1, 1] shaped ``[channels, image_size, image_size]``, int
+labels, ``classes``/``num_classes``, and a batched ``get_batch(indices)`` for the training loop.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, find_fashion_mnist, read_idx
+from gauguin.data.folder import IMAGE_EXTENSIONS, ImageFolder
+
+DATASET_NAMES = ("fashion_mnist", "folder")
+
+__all__ = [
+    "BadDataError",
+    "DATASET_NAMES",
+    "DatasetNotFoundError",
+    "FASHION_MNIST_CLASSES",
+    "FashionMNIST",
+    "IMAGE_EXTENSIONS",
+    "ImageFolder",
+    "build_dataset",
+    "find_fashion_mnist",
+    "read_idx",
+]
+
+
+def build_dataset(
+    name: str, root: str | Path, image_size: int, channels: int, split: str = "train"
+) -> FashionMNIST | ImageFolder:
+    """The dataset called ``name`` ("fashion_mnist" or "folder"), as set by a run config.
+
+    For "fashion_mnist" an empty ``root`` means search the usual places. A folder has no
+    splits, so "folder" serves the whole folder whatever ``split`` is.
+    """
+    if name == "fashion_mnist":
+        return FashionMNIST(split=split, root=root or None, image_size=image_size, channels=channels)
+    if name == "folder":
+        if not root:
+            raise BadDataError("dataset 'folder' needs a folder of images: set data_root=PATH")
+        return ImageFolder(root, image_size=image_size, channels=channels)
+    close = difflib.get_close_matches(str(name).lower(), DATASET_NAMES, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"unknown dataset {name!r}; valid names are {', '.join(map(repr, DATASET_NAMES))}{hint}"
+    )

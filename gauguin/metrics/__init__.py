@@ -1,0 +1,4 @@
+"""Evaluation metrics."""
+from .swd import sliced_wasserstein
+
+__all__ = ["sliced_wasserstein"]

@@ -1,0 +1,219 @@
+"""DCGAN (Radford et al. 2016), unconditional or class-conditional, with the classic losses and aids.
+
+Conditioning: G concatenates a learned label embedding to z; D is a projection discriminator
+(Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨e_y, φ(x)⟩.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .. import losses
+from ..config import ConfigError, TrainConfig
+from ..nn import MinibatchStddev
+from .base import Batch, GANFamily, Logs
+
+PENALTY_LOSSES = ("wgan-gp",)
+
+
+@dataclasses.dataclass
+class DCGANConfig(TrainConfig):
+    """DCGAN defaults: Adam lr 2e-4, β=(0.5, 0.999), batch 128, z of 100 (Radford et al. 2016)."""
+
+    out_dir: str = "runs/dcgan"
+    conditional: bool = True
+    z_dim: int = 100
+    g_width: int = 64  # channels of G's last hidden layer (doubling towards 4x4)
+    d_width: int = 64  # channels of D's first layer (doubling towards 4x4)
+    d_norm: Literal["auto", "batch", "layer", "none"] = "auto"  # auto: batch, or layer under WGAN-GP/R1
+    loss: Literal["minimax", "nonsaturating", "lsgan", "hinge", "wgan", "wgan-gp"] = "nonsaturating"
+    gp_weight: float = 10.0  # λ of WGAN-GP (Gulrajani et al. 2017)
+    r1_gamma: float = 0.0  # γ of the R1 penalty (Mescheder et al. 2018); 0 = off
+    clip_value: float = 0.01  # weight clipping of loss=wgan (Arjovsky et al. 2017)
+    label_smoothing: float = 0.0  # one-sided: real target 1 - s (Salimans et al. 2016)
+    instance_noise: float = 0.0  # initial std of Gaussian noise on D's inputs, annealed to 0
+    instance_noise_steps: int = 0  # steps over which it anneals (0 = the whole run)
+    feature_matching: float = 0.0  # weight of the feature-matching term in G's loss
+    minibatch_stddev: bool = False  # append a minibatch-stddev feature map in D (Karras et al. 2018)
+    d_batches: Literal["separate", "joint"] = "separate"  # real and fake through D apart, or concatenated
+
+    def validate(self) -> None:
+        super().validate()
+        if self.image_size not in (28, 32, 64, 128):
+            raise ConfigError(f"image_size must be 28, 32, 64 or 128 for dcgan, got {self.image_size}")
+        if self.label_smoothing and self.loss in ("hinge", "wgan", "wgan-gp"):
+            raise ConfigError(f"label_smoothing is undefined for loss={self.loss}; set label_smoothing=0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    @property
+    def discriminator_norm(self) -> str:
+        """BatchNorm mixes samples, which breaks per-sample gradient penalties (Gulrajani et al. §4)."""
+        if self.d_norm != "auto":
+            return self.d_norm
+        return "layer" if (self.loss in PENALTY_LOSSES or self.r1_gamma > 0) else "batch"
+
+
+def _layout(image_size: int) -> tuple[int, int]:
+    """Start resolution (7 for 28 px, else 4) and the number of 2x up/down-samplings."""
+    start = 7 if image_size == 28 else 4
+    return start, int(math.log2(image_size // start))
+
+
+class Generator(nn.Module):
+    """z (+ label embedding) → 1x1 → start×start → ... → image, ConvTranspose + BN + ReLU, tanh out."""
+
+    def __init__(self, image_size: int, channels: int, z_dim: int, width: int, num_classes: int = 0):
+        super().__init__()
+        start, ups = _layout(image_size)
+        self.z_dim = z_dim
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes > 1 else None
+        c = width * 2 ** (ups - 1)
+        in_dim = z_dim * (2 if self.embed is not None else 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, c, start, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        for _ in range(ups - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(_dcgan_init)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels")
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.net(z[:, :, None, None])
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return {"batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels), "none": nn.Identity}[kind]()
+
+
+class Discriminator(nn.Module):
+    """image → strided Conv + norm + LeakyReLU(0.2) down to start×start → linear (+ projection)."""
+
+    def __init__(self, image_size: int, channels: int, width: int, num_classes: int = 0,
+                 norm: str = "batch", minibatch_stddev: bool = False):
+        super().__init__()
+        start, downs = _layout(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        c = width
+        for _ in range(downs - 1):
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=norm == "none"), _norm(norm, c * 2), nn.LeakyReLU(0.2, True)]
+            c *= 2
+        if minibatch_stddev:
+            layers.append(MinibatchStddev())
+            c += 1
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        feature_dim = c * start * start
+        self.head = nn.Linear(feature_dim, 1)
+        self.embed = nn.Embedding(num_classes, feature_dim) if num_classes > 1 else None
+        self.apply(_dcgan_init)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_features: bool = False):
+        h = self.features(x)
+        out = self.head(h).squeeze(1)
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            out = out + (self.embed(labels) * h).sum(dim=1)
+        return (out, h) if return_features else out
+
+
+def _dcgan_init(m: nn.Module) -> None:
+    """Weights from N(0, 0.02); norm scales from N(1, 0.02) (Radford et al. 2016 §4)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class DCGAN(GANFamily):
+    name = "dcgan"
+    config_class = DCGANConfig
+
+    def __init__(self, cfg: DCGANConfig, num_classes: int):
+        super().__init__(cfg, num_classes)
+        classes = num_classes if cfg.conditional else 0
+        self.conditional = classes > 1
+        self.generator = Generator(cfg.image_size, cfg.channels, cfg.z_dim, cfg.g_width, classes)
+        self.discriminator = Discriminator(cfg.image_size, cfg.channels, cfg.d_width, classes,
+                                           cfg.discriminator_norm, cfg.minibatch_stddev)
+        self.adversarial = losses.get_adversarial_loss("wgan" if cfg.loss == "wgan-gp" else cfg.loss)
+        self.real_target = 1.0 - cfg.label_smoothing
+
+    def random_inputs(self, n, generator=None, labels=None):
+        inputs = {"z": torch.randn(n, self.cfg.z_dim, generator=generator)}
+        if self.conditional:
+            inputs["labels"] = labels if labels is not None else torch.randint(0, self.num_classes, (n,), generator=generator)
+        return inputs
+
+    def grid_labels(self, rows: int):
+        return torch.arange(self.num_classes).repeat_interleave(rows) if self.conditional else None
+
+    def _fake(self, G, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        z = torch.randn(real.shape[0], self.cfg.z_dim, device=real.device)
+        return G(z, labels if self.conditional else None)
+
+    def _instance_noise(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """Gaussian instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017), σ annealed linearly to 0."""
+        if self.cfg.instance_noise <= 0:
+            return x
+        horizon = self.cfg.instance_noise_steps or self.cfg.steps
+        sigma = self.cfg.instance_noise * max(0.0, 1.0 - step / horizon)
+        return x + sigma * torch.randn_like(x) if sigma > 0 else x
+
+    def _d_pair(self, D, real, fake, y):
+        if self.cfg.d_batches == "joint":
+            both = D(torch.cat([real, fake]), None if y is None else torch.cat([y, y]))
+            return both.split(real.shape[0])
+        return D(real, y), D(fake, y)
+
+    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
+        real, labels = batch
+        y = labels if self.conditional else None
+        with torch.no_grad():
+            fake = self._fake(G, real, labels)
+        real = self._instance_noise(real, step)
+        fake = self._instance_noise(fake, step)
+        if self.cfg.r1_gamma > 0:
+            real = real.detach().requires_grad_(True)
+        real_logits, fake_logits = self._d_pair(D, real, fake, y)
+        loss = self.adversarial.d_loss(real_logits, fake_logits, real_target=self.real_target)
+        logs = {"d_loss": loss.item(), "d_real": real_logits.float().mean().item(), "d_fake": fake_logits.float().mean().item()}
+        if self.cfg.loss == "wgan-gp":
+            gp = losses.gradient_penalty(lambda x: D(x, y), real.detach(), fake)
+            loss = loss + self.cfg.gp_weight * gp
+            logs["gp"] = gp.item()
+        if self.cfg.r1_gamma > 0:
+            r1 = losses.r1_penalty(real_logits, real)
+            loss = loss + 0.5 * self.cfg.r1_gamma * r1
+            logs["r1"] = r1.item()
+        return loss, logs
+
+    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
+        real, labels = batch
+        y = labels if self.conditional else None
+        fake = self._instance_noise(self._fake(G, real, labels), step)
+        fake_logits, fake_features = D(fake, y, return_features=True)
+        loss = self.adversarial.g_loss(fake_logits)
+        logs = {"g_loss": loss.item()}
+        if self.cfg.feature_matching > 0:
+            with torch.no_grad():
+                _, real_features = D(self._instance_noise(real, step), y, return_features=True)
+            fm = losses.feature_matching_loss(real_features, fake_features)
+            loss = loss + self.cfg.feature_matching * fm
+            logs["feature_matching"] = fm.item()
+        return loss, logs
+
+    def after_d_step(self) -> None:
+        if self.cfg.loss == "wgan":
+            losses.weight_clip_(self.discriminator, self.cfg.clip_value)

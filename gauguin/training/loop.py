@@ -1,0 +1,351 @@
+"""The one training loop every family uses.
+
+A family (``gauguin.models``) supplies networks and its D and G losses; this loop owns data
+order, optimizers (TTUR learning rates, betas), D:G step ratio, autocast, gradient averaging
+across ranks, EMA of G, gradient-norm monitoring, sample grids, the family's quality metric,
+logging and exact-resume checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, TrainConfig
+from ..data import build_dataset
+from ..metrics import sliced_wasserstein
+from ..models import GANFamily, get_family
+from . import checkpoint as ckpt
+from .distributed import (DistInfo, average_gradients, barrier, broadcast_buffers, broadcast_module, gather_objects,
+                          init_distributed, shutdown)
+from .ema import EMA
+from .images import make_grid, save_png
+from .logger import RunLogger
+from .rng import capture_rng, restore_rng, seed_all
+from .sampler import EpochBatchSampler
+
+GRID_COLUMNS = 10
+EVAL_SAMPLES = 1024
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 on GPUs with bf16 and on CPUs with native bf16 (AVX-512 / AMX), else fp32.
+
+    CPUs without it (AVX2 only) emulate bf16 convolutions some 30x slower than fp32."""
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        warnings.warn(f"precision=bf16 on a {device.type} without native bf16 is emulated and far slower "
+                      "than fp32; use precision=auto", stacklevel=2)
+    return precision
+
+
+def run_config(family: str, config_file: str | None, overrides: list[str], resume: bool) -> TrainConfig:
+    """The config of a run: defaults < checkpointed config (when resuming) < YAML file < overrides."""
+    cls = get_family(family).config_class
+    values = cls.read_values(config_file, overrides)
+    if not resume:
+        return cls.from_dict(values)
+    out_dir = cls.from_dict(values).out_dir
+    found = ckpt.load_latest(Path(out_dir) / "checkpoints")
+    if found is None:
+        raise ConfigError(f"--resume: no checkpoint under {out_dir}/checkpoints; drop --resume to start a new run")
+    path, _, meta = found
+    if meta["family"] != family:
+        raise ConfigError(f"--resume: {path} is a {meta['family']} run, not {family}")
+    return cls.from_dict({**meta["config"], **values})
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training besides network weights."""
+
+    step: int = 0
+    best_metric: float = math.inf
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, family_name: str, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        self.family_name = family_name
+        self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist: DistInfo = init_distributed(self.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size={cfg.batch_size} must divide by the {self.dist.world_size} ranks")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        found = ckpt.load_latest(self.ckpt_dir) if resume else None
+        if not resume and ckpt.step_checkpoints(self.ckpt_dir):
+            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; pass --resume to continue that run "
+                              "or set out_dir=... to start a new one")
+
+        seed_all(cfg.seed)  # same initial weights on every rank
+        self.dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
+        self.family: GANFamily = get_family(family_name)(cfg, self.dataset.num_classes)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.G = self.family.generator.to(self.device, memory_format=fmt)
+        self.D = self.family.discriminator.to(self.device, memory_format=fmt)
+        self.memory_format = fmt
+        broadcast_module(self.G, self.dist)
+        broadcast_module(self.D, self.dist)
+        self.opt_g = self._optimizer(self.G, cfg.lr_g)
+        self.opt_d = self._optimizer(self.D, cfg.lr_d)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self.lr_factor)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self.lr_factor)
+        self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size // self.dist.world_size, cfg.seed,
+                                         self.dist.rank, self.dist.world_size)
+        self.state = TrainState()
+        seed_all(cfg.seed + 1 + self.dist.rank)  # ranks draw different noise
+        if found is not None:
+            self._restore(*found)
+        grid_labels = self.family.grid_labels(GRID_COLUMNS)
+        n_grid = len(grid_labels) if grid_labels is not None else 8 * GRID_COLUMNS
+        self.grid_inputs = self.family.random_inputs(n_grid, torch.Generator().manual_seed(cfg.seed), grid_labels)
+
+    def lr_factor(self, step: int) -> float:
+        """Constant, then linear decay to 0 from ``lr_decay_start * steps`` (pix2pix/CycleGAN schedule)."""
+        start = self.cfg.lr_decay_start * self.cfg.steps
+        if self.cfg.lr_decay_start >= 1.0 or step < start:
+            return 1.0
+        return max(0.0, (self.cfg.steps - step) / (self.cfg.steps - start))
+
+    def _optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(module.parameters(), lr=lr)
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas)
+
+    # ------------------------------------------------------------------ the loop
+    def next_batch(self):
+        images, labels = self.dataset.get_batch(self.sampler.next_indices())
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return images, labels.to(self.device, non_blocking=True)
+
+    def train(self) -> Path | None:
+        cfg, fam, G, D = self.cfg, self.family, self.G, self.D
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        logger = RunLogger(self.out_dir, cfg.steps, self.state.step, self.dist.is_main, cfg.progress)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            logger.write(f"gauguin: training {self.family_name} on {cfg.dataset} ({len(self.dataset)} images, "
+                         f"{self.dataset.num_classes} classes) on {self.device} x{self.dist.world_size}, "
+                         f"{self.precision}, from step {self.state.step}")
+        images_seen = 0
+        logger.images_per_second(0)
+        last_path = None
+        try:
+            while self.state.step < cfg.steps:
+                step = self.state.step
+                for _ in range(cfg.d_steps_per_g_step):
+                    batch = self.next_batch()
+                    with autocast:
+                        loss_d, logs = fam.d_loss(G, D, batch, step)
+                    self.opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    average_gradients(D, self.dist)
+                    self.opt_d.step()
+                    fam.after_d_step()
+                    images_seen += batch[0].shape[0] * self.dist.world_size
+                D.requires_grad_(False)  # no wasted D weight gradients in the G step
+                with autocast:
+                    loss_g, logs_g = fam.g_loss(G, D, batch, step)
+                self.opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                D.requires_grad_(True)
+                average_gradients(G, self.dist)
+                self.opt_g.step()
+                self.sched_g.step()
+                self.sched_d.step()
+                if self.dist.enabled:  # keep BatchNorm statistics identical across ranks
+                    broadcast_buffers(G, self.dist)
+                    broadcast_buffers(D, self.dist)
+                if self.ema is not None:
+                    self.ema.update(G)
+                self.state.step = step = step + 1
+                logger.advance()
+
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    logs.update(logs_g)
+                    logs.update(grad_norm_g=_grad_norm(G), grad_norm_d=_grad_norm(D),
+                                lr_g=self.sched_g.get_last_lr()[0], lr_d=self.sched_d.get_last_lr()[0],
+                                img_per_s=logger.images_per_second(images_seen))
+                    if not all(math.isfinite(v) for v in logs.values()):
+                        raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
+                                                 f"or try precision=fp32 (resume from the last checkpoint)")
+                    logger.scalars(step, logs)
+                if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps):
+                    self.write_grid(logger, step)
+                improved = False
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    improved = self.evaluate(logger, step)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or improved:
+                    last_path = self.save(step, improved, periodic=step % cfg.checkpoint_every == 0 or step == cfg.steps)
+        finally:
+            logger.close()
+        barrier(self.dist)
+        shutdown(self.dist)
+        return last_path
+
+    # ------------------------------------------------------------------ sampling and metric
+    def sampling_generator(self) -> nn.Module:
+        """EMA generator with BatchNorm statistics recomputed for its weights, or G in eval mode."""
+        if self.ema is None:
+            return self.G
+        model = self.ema.model
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if norms:  # "standing statistics": running averages of the EMA weights' own activations
+            momenta = [m.momentum for m in norms]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None
+            model.train()
+            gen = torch.Generator().manual_seed(self.cfg.seed + 7)
+            with torch.no_grad():
+                for _ in range(8):
+                    inputs = self.family.random_inputs(256, gen)
+                    self.family.generate(model, _to(inputs, self.device))
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+        return model
+
+    @torch.no_grad()
+    def generate(self, inputs: dict, batch: int = 256) -> torch.Tensor:
+        model = self.sampling_generator()
+        was_training = model.training
+        model.eval()
+        n = len(next(iter(inputs.values())))
+        out = [self.family.generate(model, _to({k: v[i : i + batch] for k, v in inputs.items()}, self.device)).float().cpu()
+               for i in range(0, n, batch)]
+        model.train(was_training)
+        return torch.cat(out)
+
+    def write_grid(self, logger: RunLogger, step: int) -> None:
+        grid = make_grid(self.generate(self.grid_inputs), GRID_COLUMNS)
+        save_png(grid, self.out_dir / "samples" / f"step_{step:07d}.png")
+        save_png(grid, self.out_dir / "samples" / "latest.png")
+        logger.image(step, "samples", grid)
+
+    def evaluate(self, logger: RunLogger, step: int) -> bool:
+        """Sliced Wasserstein distance of 1024 samples to 1024 real images; True if the best so far."""
+        if not self.dist.is_main:
+            return False
+        gen = torch.Generator().manual_seed(self.cfg.seed + 11)
+        idx = torch.randperm(len(self.dataset), generator=gen)[:EVAL_SAMPLES]
+        real, labels = self.dataset.get_batch(idx)
+        fake = self.generate(self.family.random_inputs(EVAL_SAMPLES, gen, labels if self.family.grid_labels(1) is not None else None))
+        swd = sliced_wasserstein(real, fake)
+        self.state.history.append([step, swd])
+        logger.scalars(step, {"swd": swd})
+        if swd < self.state.best_metric:
+            self.state.best_metric = swd
+            return True
+        return False
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, step: int, best: bool, periodic: bool) -> Path | None:
+        rng = gather_objects(capture_rng(), self.dist)  # collective: every rank takes part
+        if not self.dist.is_main:
+            return None
+        weights = {**ckpt.module_state("generator", self.G), **ckpt.module_state("discriminator", self.D)}
+        if self.ema is not None:
+            self.sampling_generator()
+            weights.update(ckpt.module_state("generator_ema", self.ema.model))
+        state, meta_opt = {}, {}
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            tensors, meta_opt[name] = ckpt.flatten_optimizer(opt, name)
+            state.update(tensors)
+        rng_meta = []
+        for rank, r in enumerate(rng):
+            state[f"rng.{rank}.torch"] = r["torch"]
+            if "cuda" in r:
+                state[f"rng.{rank}.cuda"] = r["cuda"]
+            rng_meta.append({"numpy": r["numpy"], "python": r["python"]})
+        meta = {
+            "format": "gauguin-checkpoint-1",
+            "family": self.family_name,
+            "config": self.cfg.to_dict(),
+            "num_classes": self.dataset.num_classes,
+            "classes": list(getattr(self.dataset, "classes", [])),
+            "step": step,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "world_size": self.dist.world_size,
+            "sampler": self.sampler.state_dict(),
+            "optimizers": meta_opt,
+            "schedulers": {"sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()},
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+            "best_metric": self.state.best_metric if math.isfinite(self.state.best_metric) else None,
+            "metric_history": self.state.history,
+            "rng": rng_meta,
+        }
+        files = {"weights.safetensors": weights, "train_state.safetensors": state}
+        path = None
+        if periodic:
+            path = ckpt.save_checkpoint(self.ckpt_dir / f"step_{step:07d}", files, meta)
+            ckpt.prune(self.ckpt_dir, self.cfg.keep_checkpoints)
+        if best:
+            ckpt.save_checkpoint(self.ckpt_dir / "best", files, meta)
+        return path
+
+    def _restore(self, path: Path, tensors: dict, meta: dict) -> None:
+        source = str(path / "weights.safetensors")
+        weights, state = tensors["weights.safetensors"], tensors["train_state.safetensors"]
+        ckpt.load_module_state(self.G, "generator", weights, source)
+        ckpt.load_module_state(self.D, "discriminator", weights, source)
+        if self.ema is not None:
+            ckpt.load_module_state(self.ema.model, "generator_ema", weights, source)
+            self.ema.updates = meta["ema_updates"]
+        ckpt.unflatten_optimizer(self.opt_g, "opt_g", state, meta["optimizers"]["opt_g"])
+        ckpt.unflatten_optimizer(self.opt_d, "opt_d", state, meta["optimizers"]["opt_d"])
+        self.sched_g.load_state_dict(meta["schedulers"]["sched_g"])
+        self.sched_d.load_state_dict(meta["schedulers"]["sched_d"])
+        for sched in (self.sched_g, self.sched_d):  # re-derive: a resumed run may have a new `steps`
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs):
+                group["lr"] = base * self.lr_factor(sched.last_epoch)
+        if meta["world_size"] != self.dist.world_size:
+            raise ConfigError(f"{path} was written by {meta['world_size']} rank(s); resume it with as many "
+                              f"(now {self.dist.world_size}) for an exact continuation")
+        self.sampler.load_state_dict(meta["sampler"])
+        rank = self.dist.rank
+        rng = {"torch": state[f"rng.{rank}.torch"], **meta["rng"][rank]}
+        if f"rng.{rank}.cuda" in state:
+            rng["cuda"] = state[f"rng.{rank}.cuda"]
+        restore_rng(rng)
+        self.state = TrainState(meta["step"], meta["best_metric"] if meta["best_metric"] is not None else math.inf,
+                                meta["metric_history"])
+
+
+def _to(inputs: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def _grad_norm(module: nn.Module) -> float:
+    grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(grads).norm().item() if grads else 0.0
+
+
+def train(family: str, cfg: TrainConfig, resume: bool = False) -> Path | None:
+    """Train ``family`` with ``cfg``; returns the last checkpoint folder (on rank 0)."""
+    return Trainer(family, cfg, resume).train()
