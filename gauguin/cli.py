@@ -43,11 +43,9 @@ def _sample(args) -> int:
 
 
 def _info(args) -> int:
-    from .sampling import resolve_checkpoint
-    from .training.checkpoint import load_checkpoint
+    from .sampling import read_checkpoint
 
-    folder = resolve_checkpoint(args.checkpoint)
-    tensors, meta = load_checkpoint(folder)
+    folder, tensors, meta = read_checkpoint(args.checkpoint)
     weights = tensors["weights.safetensors"]
     networks = sorted({k.split(".", 1)[0] for k in weights})
     params = {n: sum(v.numel() for k, v in weights.items() if k.startswith(n + ".") and v.is_floating_point()) for n in networks}

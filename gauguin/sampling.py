@@ -10,17 +10,22 @@ from .models import GANFamily, get_family
 from .training import checkpoint as ckpt
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (its newest step checkpoint)."""
+def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:
+    """A checkpoint folder, or a run folder: its newest readable step checkpoint (a corrupt newer
+    one is reported and skipped). Returns (folder, tensors, meta)."""
     path = Path(path)
     if not path.exists():
         raise ckpt.CheckpointError(f"{path} does not exist; pass a checkpoint folder such as runs/dcgan/checkpoints/step_0005000")
-    if (path / ckpt.META).is_file() or path.name == ckpt.META:
-        return path if path.is_dir() else path.parent
+    if path.name == ckpt.META:
+        path = path.parent
+    if (path / ckpt.META).is_file():
+        return (path, *ckpt.load_checkpoint(path))
     for root in (path / "checkpoints", path):
-        found = ckpt.step_checkpoints(root)
-        if found:
-            return found[-1]
+        if ckpt.step_checkpoints(root):
+            found = ckpt.load_latest(root)
+            if found is None:
+                raise ckpt.CheckpointError(f"every checkpoint under {root} is corrupt; retrain or restore one from a backup")
+            return found
     raise ckpt.CheckpointError(f"{path} holds no gauguin checkpoint (no meta.json, no checkpoints/step_*)")
 
 
@@ -64,8 +69,7 @@ class LoadedGenerator:
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """The sampling generator of a checkpoint: its EMA weights when it has them."""
-    folder = resolve_checkpoint(path)
-    tensors, meta = ckpt.load_checkpoint(folder)
+    folder, tensors, meta = read_checkpoint(path)
     family_cls = get_family(meta["family"])
     cfg = family_cls.config_class.from_dict(meta["config"], source=str(folder / ckpt.META))
     family = family_cls(cfg, meta["num_classes"])

@@ -165,7 +165,8 @@ def unflatten_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict, 
     for name, value in info["scalars"].items():
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in info["param_groups"]]  # JSON made lists
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def module_state(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:

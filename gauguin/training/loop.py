@@ -116,6 +116,7 @@ class Trainer:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self.lr_factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self.lr_factor)
         self.ema = EMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self._stats_fresh_at = -1  # EMA update count at which its BatchNorm statistics were recomputed
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size // self.dist.world_size, cfg.seed,
                                          self.dist.rank, self.dist.world_size)
         self.state = TrainState()
@@ -216,7 +217,8 @@ class Trainer:
             return self.G
         model = self.ema.model
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if norms:  # "standing statistics": running averages of the EMA weights' own activations
+        # "standing statistics": running averages of the EMA weights' own activations
+        if norms and self._stats_fresh_at != self.ema.updates:
             momenta = [m.momentum for m in norms]
             for m in norms:
                 m.reset_running_stats()
@@ -224,11 +226,12 @@ class Trainer:
             model.train()
             gen = torch.Generator().manual_seed(self.cfg.seed + 7)
             with torch.no_grad():
-                for _ in range(8):
+                for _ in range(4):
                     inputs = self.family.random_inputs(256, gen)
                     self.family.generate(model, _to(inputs, self.device))
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
+            self._stats_fresh_at = self.ema.updates
         return model
 
     @torch.no_grad()

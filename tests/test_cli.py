@@ -1,0 +1,67 @@
+"""End to end through the installed ``gauguin`` command."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TINY = ["image_size=28", "g_width=8", "d_width=8", "z_dim=16", "batch_size=16", "log_every=1",
+        "sample_every=2", "checkpoint_every=2", "eval_every=2", "progress=false"]
+
+
+def gauguin(*args, check=True):
+    done = subprocess.run([sys.executable, "-m", "gauguin.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_train_sample_info_resume(tmp_path):
+    run = tmp_path / "run"
+    out = gauguin("train", "dcgan", *TINY, "steps=2", f"out_dir={run}")
+    assert "checkpoint" in out.stdout
+    grid = Image.open(run / "samples" / "latest.png")
+    assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # one row per class, 10 columns of 28 px + padding
+
+    gauguin("sample", run, "--n", 12, "--class", "sneaker", "--seed", 1, "--out", tmp_path / "s.png")
+    assert Image.open(tmp_path / "s.png").size == (8 * 30 + 2, 2 * 30 + 2)
+    gauguin("sample", run, "--n", 3, "--out", tmp_path / "each")
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    a = np.asarray(Image.open(tmp_path / "s.png"))
+    gauguin("sample", run, "--n", 12, "--class", "7", "--seed", 1, "--out", tmp_path / "t.png")
+    assert np.array_equal(a, np.asarray(Image.open(tmp_path / "t.png"))), "same seed and class, same samples"
+
+    info = json.loads(gauguin("info", run, "--json").stdout)
+    assert info["family"] == "dcgan" and info["step"] == 2 and info["classes"][7] == "Sneaker"
+    assert "generator_ema" in gauguin("info", run).stdout
+
+    gauguin("train", "dcgan", "--resume", "steps=4", f"out_dir={run}")
+    assert json.loads(gauguin("info", run, "--json").stdout)["step"] == 4
+    logged = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged.count(3) == 1 and logged.count(4) >= 1
+
+
+def test_errors_are_one_clear_line(tmp_path):
+    done = gauguin("sample", tmp_path / "nothing", check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
+    done = gauguin("train", "dcgan", "stpes=2", check=False)
+    assert done.returncode == 1 and "did you mean 'steps'" in done.stderr
+    done = gauguin("--debug", "train", "dcgan", "stpes=2", check=False)
+    assert "Traceback" in done.stderr
+    done = gauguin("train", "dcgna", check=False)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def test_corrupt_checkpoint_is_named_and_skipped(tmp_path):
+    gauguin("train", "dcgan", *TINY, "steps=4", f"out_dir={tmp_path}")
+    weights = tmp_path / "checkpoints" / "step_0000004" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    done = gauguin("sample", tmp_path / "checkpoints" / "step_0000004", check=False)
+    assert done.returncode == 1 and str(weights) in done.stderr and "earlier checkpoint" in done.stderr
+    done = gauguin("info", tmp_path, "--json")  # a run folder: the newest readable checkpoint
+    assert json.loads(done.stdout)["step"] == 2 and str(weights) in done.stderr
+    done = gauguin("sample", tmp_path, "--class", "Unicorn", check=False)
+    assert done.returncode == 1 and "unknown class 'Unicorn'" in done.stderr

@@ -1,0 +1,56 @@
+import pytest
+
+from gauguin.config import ConfigError
+from gauguin.models.dcgan import DCGANConfig
+
+
+def test_defaults_are_the_papers():
+    cfg = DCGANConfig()
+    assert (cfg.lr_g, cfg.lr_d, cfg.betas, cfg.z_dim, cfg.batch_size) == (2e-4, 2e-4, (0.5, 0.999), 100, 128)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: 7\nlr_d: 4.0e-4\nbetas: [0.0, 0.999]\nloss: hinge\n")
+    cfg = DCGANConfig.load(path, ["steps=9", "conditional=false"])
+    assert (cfg.steps, cfg.lr_d, cfg.betas, cfg.loss, cfg.conditional) == (9, 4e-4, (0.0, 0.999), "hinge", False)
+    assert DCGANConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="unknown key 'stpes'; did you mean 'steps'"):
+        DCGANConfig.load(None, ["stpes=3"])
+
+
+@pytest.mark.parametrize("item, message", [
+    ("steps=many", "steps must be int"),
+    ("loss=hinj", "did you mean 'hinge'"),
+    ("betas=[0.5]", "list of 2 values"),
+    ("conditional=3", "conditional must be bool"),
+    ("image_size=48", "image_size must be 28, 32, 64 or 128"),
+    ("steps", "must look like key=value"),
+])
+def test_bad_values_name_the_key(item, message):
+    with pytest.raises(ConfigError, match=message):
+        DCGANConfig.load(None, [item])
+
+
+def test_label_smoothing_rejected_for_hinge():
+    with pytest.raises(ConfigError, match="label_smoothing is undefined for loss=hinge"):
+        DCGANConfig.load(None, ["loss=hinge", "label_smoothing=0.1"])
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        DCGANConfig.load(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        DCGANConfig.load(tmp_path / "missing.yaml")
+
+
+def test_penalties_switch_batchnorm_off_in_d():
+    assert DCGANConfig().discriminator_norm == "batch"
+    assert DCGANConfig(loss="wgan-gp").discriminator_norm == "layer"
+    assert DCGANConfig(r1_gamma=1.0).discriminator_norm == "layer"
+    assert DCGANConfig(loss="wgan-gp", d_norm="none").discriminator_norm == "none"

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gauguin.config import ConfigError
+from gauguin.training import load_checkpoint, run_config, train
+from gauguin.training.ema import EMA
+from gauguin.training.images import make_grid
+from gauguin.training.sampler import EpochBatchSampler
+
+
+def test_sampler_is_resumable_and_sharded():
+    a = EpochBatchSampler(100, 8, seed=3)
+    first = [a.next_indices() for _ in range(30)]  # crosses the epoch boundary at 12 batches
+    b = EpochBatchSampler(100, 8, seed=3)
+    for _ in range(17):
+        b.next_indices()
+    c = EpochBatchSampler(100, 8, seed=3)
+    c.load_state_dict(b.state_dict())
+    assert all(torch.equal(x, c.next_indices()) for x in first[17:])
+    ranks = [EpochBatchSampler(100, 8, seed=3, rank=r, world_size=2).next_indices() for r in (0, 1)]
+    assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        EpochBatchSampler(10, 8, seed=0, world_size=2)
+
+
+def test_ema_follows_the_formula():
+    net = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(net, decay=0.9)
+    start = net.weight.item()
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # warm-up decay min(0.9, 1/10) = 0.1
+    assert ema.model.weight.item() == pytest.approx(0.1 * start + 0.9)
+
+
+def test_make_grid_layout():
+    images = torch.stack([torch.full((1, 2, 2), float(i)) for i in range(3)])
+    grid = make_grid(images, columns=2, padding=1)
+    assert grid.shape == (1, 7, 7)
+    assert grid[0, 1, 1] == 0 and grid[0, 1, 4] == 1 and grid[0, 4, 1] == 2 and grid[0, 4, 4] == -1
+
+
+def test_exact_resume_is_bit_identical(tmp_path):
+    """N steps straight == N/2 steps, stop, resume, N/2 steps: every tensor equal bit for bit."""
+    straight = train("dcgan", tiny_config(tmp_path / "a", steps=8, checkpoint_every=4))
+    train("dcgan", tiny_config(tmp_path / "b", steps=4, checkpoint_every=4))
+    resumed = train("dcgan", run_config("dcgan", None, [f"out_dir={tmp_path / 'b'}", "steps=8"], resume=True), resume=True)
+    a, meta_a = load_checkpoint(straight)
+    b, meta_b = load_checkpoint(resumed)
+    assert meta_a["step"] == meta_b["step"] == 8
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}:{key} differs after resume"
+    assert meta_a["sampler"] == meta_b["sampler"]
+    # and training moved the weights at all
+    first = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_0000004")[0]["weights.safetensors"]
+    assert not torch.equal(first["generator.net.0.weight"], a["weights.safetensors"]["generator.net.0.weight"])
+
+
+def test_run_writes_samples_logs_and_keeps_last_k_and_best(tmp_path):
+    cfg = tiny_config(tmp_path, steps=8, keep_checkpoints=2, log_every=1)
+    train("dcgan", cfg)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best", "step_0000006", "step_0000008"]
+    assert (tmp_path / "samples" / "latest.png").is_file()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if "d_loss" in r]
+    assert [r["step"] for r in logged] == list(range(1, 9))
+    assert all(r["grad_norm_g"] > 0 and r["grad_norm_d"] > 0 and r["img_per_s"] > 0 for r in logged)
+    best = load_checkpoint(tmp_path / "checkpoints" / "best")[1]
+    assert best["best_metric"] == min(swd for _, swd in best["metric_history"])
+
+
+def test_d_steps_per_g_step_and_ttur(tmp_path):
+    cfg = tiny_config(tmp_path, steps=2, d_steps_per_g_step=3, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.999))
+    meta = load_checkpoint(train("dcgan", cfg))[1]
+    assert meta["sampler"]["batch"] == 6  # three D batches per G step
+    groups = {k: v["param_groups"][0] for k, v in meta["optimizers"].items()}
+    assert (groups["opt_g"]["lr"], groups["opt_d"]["lr"]) == (1e-4, 4e-4)
+    assert groups["opt_g"]["betas"] == [0.0, 0.999]
+    adam_steps = load_checkpoint(tmp_path / "checkpoints" / "step_0000002")[0]["train_state.safetensors"]
+    assert adam_steps["opt_d.state.0.step"].item() == 6 and adam_steps["opt_g.state.0.step"].item() == 2
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    train("dcgan", tiny_config(tmp_path, steps=2))
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train("dcgan", tiny_config(tmp_path, steps=2))
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        run_config("dcgan", None, [f"out_dir={tmp_path / 'empty'}"], resume=True)
