@@ -20,15 +20,15 @@ from torch import nn
 
 from gauguin.data import FashionMNIST
 
-# Two epochs of Adam reach ~90% test accuracy in well under a minute on 2 CPU cores.
-HPARAMS = {"epochs": 2, "batch_size": 128, "lr": 1e-3, "seed": 0, "format": 1}
+# Two epochs of Adam, lr decaying linearly to 0: ~90% test accuracy in ~30 s on 2 CPU cores.
+HPARAMS = {"epochs": 2, "batch_size": 128, "lr": 2e-3, "schedule": "linear", "seed": 0, "format": 1}
 
 
 def build_classifier() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
     )
 
 
@@ -44,19 +44,21 @@ def cache_path() -> Path:
 
 
 def _train(model: nn.Module, data: FashionMNIST) -> None:
-    torch.manual_seed(HPARAMS["seed"])  # weight init happened before; this seeds dropout-free training order
     gen = torch.Generator().manual_seed(HPARAMS["seed"])
+    batch = HPARAMS["batch_size"]
+    total = HPARAMS["epochs"] * -(-len(data) // batch)
     opt = torch.optim.Adam(model.parameters(), lr=HPARAMS["lr"])
-    loss_fn = nn.CrossEntropyLoss()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / total)
     model.train()
     for _ in range(HPARAMS["epochs"]):
         order = torch.randperm(len(data), generator=gen)
-        for start in range(0, len(order), HPARAMS["batch_size"]):
-            images, labels = data.get_batch(order[start : start + HPARAMS["batch_size"]])
-            loss = loss_fn(model(images), labels)
+        for start in range(0, len(order), batch):
+            images, labels = data.get_batch(order[start : start + batch])
+            loss = nn.functional.cross_entropy(model(images), labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
 
 
 def load_or_train() -> tuple[nn.Module, bool]:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from gauguin.config import ConfigError
@@ -54,3 +56,9 @@ def test_penalties_switch_batchnorm_off_in_d():
     assert DCGANConfig(loss="wgan-gp").discriminator_norm == "layer"
     assert DCGANConfig(r1_gamma=1.0).discriminator_norm == "layer"
     assert DCGANConfig(loss="wgan-gp", d_norm="none").discriminator_norm == "none"
+
+
+@pytest.mark.parametrize("preset", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_presets_load(preset):
+    cfg = DCGANConfig.load(preset)
+    assert cfg.out_dir.startswith("runs/")

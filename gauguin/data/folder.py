@@ -1,6 +1,7 @@
 """A folder of images, flat or with one sub-folder per class, served as square tensors in [-1, 1]."""
 from __future__ import annotations
 
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
+
+DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _HIGH_BIT_DEPTH_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, e.g. from PNG
@@ -97,7 +100,8 @@ class ImageFolder(Dataset):
     def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """Images ``[B, channels, image_size, image_size]`` in [-1, 1] and int64 labels ``[B]``."""
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")
-        images = [self[i][0] for i in indices.tolist()]
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:  # PIL decodes without the GIL
+            images = list(pool.map(lambda i: self[i][0], indices.tolist()))
         return torch.stack(images), self.labels[indices]
 
     def __repr__(self) -> str:

@@ -167,6 +167,11 @@ def unflatten_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict, 
         state.setdefault(int(index), {})[key] = value
     groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in info["param_groups"]]  # JSON made lists
     opt.load_state_dict({"state": state, "param_groups": groups})
+    for group in opt.param_groups:  # moments in the parameter's memory layout (channels_last): fused kernels need it
+        for param in group["params"]:
+            for key, value in opt.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    opt.state[param][key] = torch.empty_like(param).copy_(value)
 
 
 def module_state(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -71,6 +71,16 @@ def average_gradients(module: torch.nn.Module, info: DistInfo) -> None:
         offset += g.numel()
 
 
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    """Rank 0's decision, on every rank."""
+    if not info.enabled:
+        return flag
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([int(flag)], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
 def gather_objects(obj, info: DistInfo) -> list:
     """Every rank's ``obj`` (used for per-rank RNG states in checkpoints)."""
     if not info.enabled:

@@ -22,8 +22,8 @@ from ..data import build_dataset
 from ..metrics import sliced_wasserstein
 from ..models import GANFamily, get_family
 from . import checkpoint as ckpt
-from .distributed import (DistInfo, average_gradients, barrier, broadcast_buffers, broadcast_module, gather_objects,
-                          init_distributed, shutdown)
+from .distributed import (DistInfo, average_gradients, barrier, broadcast_buffers, broadcast_flag, broadcast_module,
+                          gather_objects, init_distributed, shutdown)
 from .ema import EMA
 from .images import make_grid, save_png
 from .logger import RunLogger
@@ -95,6 +95,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         found = ckpt.load_latest(self.ckpt_dir) if resume else None
@@ -137,7 +138,7 @@ class Trainer:
     def _optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(module.parameters(), lr=lr)
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas)
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=True)
 
     # ------------------------------------------------------------------ the loop
     def next_batch(self):
@@ -145,65 +146,67 @@ class Trainer:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return images, labels.to(self.device, non_blocking=True)
 
+    def train_step(self, step: int) -> dict[str, float]:
+        """``d_steps_per_g_step`` discriminator updates, then one generator update; returns the losses."""
+        fam, G, D = self.family, self.G, self.D
+        for _ in range(self.cfg.d_steps_per_g_step):
+            batch = self.next_batch()
+            with self.autocast:
+                loss_d, logs = fam.d_loss(G, D, batch, step)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            average_gradients(D, self.dist)
+            self.opt_d.step()
+            fam.after_d_step()
+        D.requires_grad_(False)  # no wasted D weight gradients in the G step
+        with self.autocast:
+            loss_g, logs_g = fam.g_loss(G, D, batch, step)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        D.requires_grad_(True)
+        average_gradients(G, self.dist)
+        self.opt_g.step()
+        self.sched_g.step()
+        self.sched_d.step()
+        if self.dist.enabled:  # keep BatchNorm statistics identical across ranks
+            broadcast_buffers(G, self.dist)
+            broadcast_buffers(D, self.dist)
+        if self.ema is not None:
+            self.ema.update(G)
+        return {**logs, **logs_g}
+
     def train(self) -> Path | None:
-        cfg, fam, G, D = self.cfg, self.family, self.G, self.D
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        cfg = self.cfg
         logger = RunLogger(self.out_dir, cfg.steps, self.state.step, self.dist.is_main, cfg.progress)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             logger.write(f"gauguin: training {self.family_name} on {cfg.dataset} ({len(self.dataset)} images, "
                          f"{self.dataset.num_classes} classes) on {self.device} x{self.dist.world_size}, "
                          f"{self.precision}, from step {self.state.step}")
-        images_seen = 0
-        logger.images_per_second(0)
+        images_per_step = cfg.batch_size * cfg.d_steps_per_g_step
+        logger.images_per_second(self.state.step * images_per_step)
         last_path = None
         try:
             while self.state.step < cfg.steps:
-                step = self.state.step
-                for _ in range(cfg.d_steps_per_g_step):
-                    batch = self.next_batch()
-                    with autocast:
-                        loss_d, logs = fam.d_loss(G, D, batch, step)
-                    self.opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    average_gradients(D, self.dist)
-                    self.opt_d.step()
-                    fam.after_d_step()
-                    images_seen += batch[0].shape[0] * self.dist.world_size
-                D.requires_grad_(False)  # no wasted D weight gradients in the G step
-                with autocast:
-                    loss_g, logs_g = fam.g_loss(G, D, batch, step)
-                self.opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                D.requires_grad_(True)
-                average_gradients(G, self.dist)
-                self.opt_g.step()
-                self.sched_g.step()
-                self.sched_d.step()
-                if self.dist.enabled:  # keep BatchNorm statistics identical across ranks
-                    broadcast_buffers(G, self.dist)
-                    broadcast_buffers(D, self.dist)
-                if self.ema is not None:
-                    self.ema.update(G)
-                self.state.step = step = step + 1
+                logs = self.train_step(self.state.step)
+                self.state.step = step = self.state.step + 1
                 logger.advance()
-
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    logs.update(logs_g)
-                    logs.update(grad_norm_g=_grad_norm(G), grad_norm_d=_grad_norm(D),
+                    logs.update(grad_norm_g=_grad_norm(self.G), grad_norm_d=_grad_norm(self.D),
                                 lr_g=self.sched_g.get_last_lr()[0], lr_d=self.sched_d.get_last_lr()[0],
-                                img_per_s=logger.images_per_second(images_seen))
+                                img_per_s=logger.images_per_second(step * images_per_step))
                     if not all(math.isfinite(v) for v in logs.values()):
                         raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
-                                                 f"or try precision=fp32 (resume from the last checkpoint)")
+                                                 "or try precision=fp32, and resume from the last checkpoint")
                     logger.scalars(step, logs)
                 if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps):
                     self.write_grid(logger, step)
                 improved = False
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    improved = self.evaluate(logger, step)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps or improved:
-                    last_path = self.save(step, improved, periodic=step % cfg.checkpoint_every == 0 or step == cfg.steps)
+                    improved = broadcast_flag(self.evaluate(logger, step), self.dist)
+                periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
+                if periodic or improved:
+                    last_path = self.save(step, improved, periodic) or last_path
         finally:
             logger.close()
         barrier(self.dist)
