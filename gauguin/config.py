@@ -49,7 +49,7 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3  # keep the last K (the best is kept on top)
-    eval_every: int = 1000  # family's cheap quality metric; lower is better (0 = never)
+    eval_every: int = 1000  # the family's cheap quality metric (SWD), keeps the best checkpoint (0 = never)
     progress: bool = True
 
     # ------------------------------------------------------------------ loading
@@ -98,7 +98,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cross-field checks; families extend this."""
-        positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "log_every"]
+        positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "log_every",
+                    "sample_every", "checkpoint_every", "keep_checkpoints"]
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")

@@ -59,7 +59,7 @@ class LoadedGenerator:
         gen = torch.Generator().manual_seed(seed)
         labels = None
         if label is not None:
-            if self.family.grid_labels(1) is None:
+            if not self.family.conditional:
                 raise ValueError("this model is unconditional: it takes no class")
             labels = torch.full((n,), label, dtype=torch.long)
         inputs = self.family.random_inputs(n, gen, labels)

@@ -1,11 +1,5 @@
-import os
-from pathlib import Path
-
-import pytest
-
+"""Shared test helpers."""
 from gauguin.models.dcgan import DCGANConfig
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 def tiny_config(out_dir, **overrides) -> DCGANConfig:
@@ -14,8 +8,3 @@ def tiny_config(out_dir, **overrides) -> DCGANConfig:
                   sample_every=2, checkpoint_every=2, eval_every=2, progress=False, out_dir=str(out_dir))
     values.update(overrides)
     return DCGANConfig.from_dict(values)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_threads(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))

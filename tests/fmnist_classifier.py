@@ -15,26 +15,32 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gauguin.data import FashionMNIST
 
-# Two epochs of Adam, lr decaying linearly to 0: ~90% test accuracy in ~30 s on 2 CPU cores.
+# Two epochs of Adam, lr decaying linearly to 0: ~89.5% test accuracy in ~10 s on 2 CPU cores.
 HPARAMS = {"epochs": 2, "batch_size": 128, "lr": 2e-3, "schedule": "linear", "seed": 0, "format": 1}
 
 
 def build_classifier() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
+        nn.Conv2d(1, 16, 4, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),  # 14x14
+        nn.Conv2d(16, 32, 4, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),  # 7x7
         nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
     )
 
 
+def _spec() -> str:
+    with torch.random.fork_rng(devices=[]):  # building the network draws its initial weights
+        arch = repr(build_classifier())
+    return json.dumps({"arch": arch, **HPARAMS}, sort_keys=True)
+
+
 def cache_key() -> str:
-    spec = {"arch": repr(build_classifier()), **HPARAMS}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(_spec().encode()).hexdigest()[:16]
 
 
 def cache_path() -> Path:
@@ -62,24 +68,29 @@ def _train(model: nn.Module, data: FashionMNIST) -> None:
 
 
 def load_or_train() -> tuple[nn.Module, bool]:
-    """The classifier in eval mode, and whether it came from the cache."""
+    """The classifier in eval mode, and whether it came from the cache (a cold, unreadable or
+    mismatched cache file means training it, ~10 s, and writing the file)."""
     path = cache_path()
-    torch.manual_seed(HPARAMS["seed"])
-    model = build_classifier()
-    cached = path.is_file()
-    if cached:
-        model.load_state_dict(load_file(str(path)))
-    else:
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(HPARAMS["seed"])
+        model = build_classifier()
+        if path.is_file():
+            try:
+                model.load_state_dict(load_file(str(path)))
+                return model.eval(), True
+            except (SafetensorError, OSError, RuntimeError):
+                pass  # damaged file: retrain and overwrite it
         _train(model, FashionMNIST("train", image_size=28, channels=1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.close(fd)
-        try:  # atomic: concurrent test runs never read a half-written file
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return model.eval(), cached
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:  # atomic: a concurrent run never reads a half-written file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp, metadata={"spec": _spec()})
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return model.eval(), False
 
 
 @torch.no_grad()

@@ -24,11 +24,6 @@ from gauguin.data import (
 )
 from gauguin.data import fashion_mnist as fashion_mnist_module
 
-SYSTEM_DIR = fashion_mnist_module.SYSTEM_DIR
-needs_fashion_mnist = pytest.mark.skipif(
-    not (SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file(),
-    reason="needs `sudo apt-get install dataset-fashion-mnist`",
-)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -146,7 +141,6 @@ def fashion_test():
     return FashionMNIST("test")
 
 
-@needs_fashion_mnist
 def test_fashion_mnist_counts_and_labels(fashion_train, fashion_test):
     assert len(fashion_train) == 60_000 and len(fashion_test) == 10_000
     assert fashion_train.images.dtype == torch.uint8
@@ -159,12 +153,10 @@ def test_fashion_mnist_counts_and_labels(fashion_train, fashion_test):
     assert fashion_train[0][1] == 9  # the first training image is an ankle boot
 
 
-@needs_fashion_mnist
 def test_fashion_mnist_all_split():
     assert len(FashionMNIST("all")) == 70_000
 
 
-@needs_fashion_mnist
 def test_fashion_mnist_batches(fashion_train):
     images, labels = fashion_train.get_batch(torch.arange(64))
     assert images.shape == (64, 1, 28, 28) and images.dtype == torch.float32
@@ -175,7 +167,6 @@ def test_fashion_mnist_batches(fashion_train):
     assert torch.equal(image, images[3])
 
 
-@needs_fashion_mnist
 @pytest.mark.parametrize("image_size, channels", [(32, 1), (32, 3), (16, 3)])
 def test_fashion_mnist_resized(image_size, channels):
     data = FashionMNIST("test", image_size=image_size, channels=channels)
@@ -303,7 +294,6 @@ def test_build_dataset_folder(tmp_path):
     assert isinstance(data, ImageFolder) and data[0][0].shape == (3, 16, 16)
 
 
-@needs_fashion_mnist
 def test_build_dataset_fashion_mnist_searches():
     data = build_dataset("fashion_mnist", "", 32, 1, split="test")
     assert isinstance(data, FashionMNIST) and len(data) == 10_000

@@ -105,7 +105,7 @@ def test_trains_on_a_folder_of_rgb_images(tmp_path):
             size = (40, 30) if i % 2 else (32, 32)  # mixed sizes are resized and cropped
             Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(tmp_path / "data" / cls / f"{i}.png")
     cfg = tiny_config(tmp_path / "run", dataset="folder", data_root=str(tmp_path / "data"), image_size=32,
-                      channels=3, batch_size=8, steps=2, eval_every=0)
+                      channels=3, batch_size=8, steps=2, eval_every=2)  # eval on 24 images
     meta = load_checkpoint(train("dcgan", cfg))[1]
     assert meta["classes"] == ["cats", "dogs"] and meta["num_classes"] == 2
     assert Image.open(tmp_path / "run" / "samples" / "latest.png").mode == "RGB"

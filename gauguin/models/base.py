@@ -26,6 +26,7 @@ class GANFamily:
     def __init__(self, cfg: TrainConfig, num_classes: int):
         self.cfg = cfg
         self.num_classes = num_classes
+        self.conditional = False  # whether the generator takes class labels
         self.generator: nn.Module
         self.discriminator: nn.Module
 

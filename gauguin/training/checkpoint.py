@@ -137,7 +137,9 @@ def load_latest(root: Path) -> tuple[Path, dict, dict] | None:
 
 def prune(root: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` step checkpoints (the ``best`` folder is separate)."""
-    for path in step_checkpoints(root)[:-keep] if keep > 0 else []:
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    for path in step_checkpoints(root)[:-keep]:
         shutil.rmtree(path)
 
 

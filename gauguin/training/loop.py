@@ -255,13 +255,13 @@ class Trainer:
         logger.image(step, "samples", grid)
 
     def evaluate(self, logger: RunLogger, step: int) -> bool:
-        """Sliced Wasserstein distance of 1024 samples to 1024 real images; True if the best so far."""
+        """Sliced Wasserstein distance of up to 1024 samples to as many real images; True if the best so far."""
         if not self.dist.is_main:
             return False
         gen = torch.Generator().manual_seed(self.cfg.seed + 11)
         idx = torch.randperm(len(self.dataset), generator=gen)[:EVAL_SAMPLES]
         real, labels = self.dataset.get_batch(idx)
-        fake = self.generate(self.family.random_inputs(EVAL_SAMPLES, gen, labels if self.family.grid_labels(1) is not None else None))
+        fake = self.generate(self.family.random_inputs(len(idx), gen, labels))  # the real class mix
         swd = sliced_wasserstein(real, fake)
         self.state.history.append([step, swd])
         logger.scalars(step, {"swd": swd})
