@@ -35,6 +35,7 @@ class LoadedGenerator:
     generator: torch.nn.Module
     meta: dict
     device: torch.device
+    folder: Path  # the checkpoint folder it came from
 
     @property
     def classes(self) -> list[str]:
@@ -77,4 +78,4 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
     prefix = "generator_ema" if any(k.startswith("generator_ema.") for k in weights) else "generator"
     ckpt.load_module_state(family.generator, prefix, weights, str(folder / "weights.safetensors"))
     device = torch.device(device)
-    return LoadedGenerator(family, family.generator.to(device).eval(), meta, device)
+    return LoadedGenerator(family, family.generator.to(device).eval(), meta, device, folder)

@@ -215,6 +215,12 @@ class FashionMNIST(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def source_files(self) -> list[Path]:
+        """The IDX files this split was read from (for content fingerprints)."""
+        parts = ("train", "test") if self.split == "all" else (self.split,)
+        return [_idx_path(self.root, stem) for part in parts for stem in _SPLITS[part][:2]]
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         images, labels = self.get_batch(torch.tensor([index]))
         return images[0], int(labels[0])

@@ -97,6 +97,11 @@ class ImageFolder(Dataset):
         pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
         return pixels.float().div_(127.5).sub_(1.0), int(self.labels[index])
 
+    @property
+    def source_files(self) -> list[Path]:
+        """The image files this dataset reads (for content fingerprints)."""
+        return list(self.files)
+
     def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """Images ``[B, channels, image_size, image_size]`` in [-1, 1] and int64 labels ``[B]``."""
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")

@@ -1,0 +1,115 @@
+"""Image sets to evaluate, named on the command line, each with a content fingerprint.
+
+    fashion-mnist:test   fashion-mnist:train   (the real splits; "fashion-mnist" = test)
+    folder:PATH          a folder of images (class sub-folders give labels)
+    PATH                 a checkpoint or run folder (its generator draws the images), or an image folder
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data import FashionMNIST, ImageFolder
+
+FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # [N, C, H, W] in [-1, 1]
+    labels: torch.Tensor | None  # [N] class ids, or None
+    name: str
+    fingerprint: str  # changes whenever the content would
+
+
+def fingerprint_files(paths: list[Path], extra: str = "") -> str:
+    """SHA-256 over the files' names and contents (and ``extra``)."""
+    digest = hashlib.sha256(extra.encode())
+    for path in sorted(Path(p) for p in paths):
+        digest.update(str(path.name).encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
+    """The first ``n`` of a seeded permutation: the same ``n`` images for the same protocol."""
+    if n is None or n >= n_total:
+        if n is not None and n > n_total:
+            warnings.warn(f"asked for {n} images but the set holds {n_total}; using all of them", stacklevel=3)
+        return torch.arange(n_total)
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
+    """The image set named by ``spec`` (see the module docstring), ``n`` images of it."""
+    kind, _, rest = spec.partition(":")
+    if kind.lower() in FASHION_NAMES:
+        split = rest or "test"
+        data = FashionMNIST(split)
+        return _from_dataset(data, f"fashion-mnist:{split}", n, seed)
+    path = Path(rest if kind == "folder" else spec)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give fashion-mnist:test|train, folder:PATH or a checkpoint")
+    if kind != "folder" and ((path / "meta.json").is_file() or (path / "checkpoints").is_dir()):
+        return _from_checkpoint(path, n or 10_000, seed)
+    size, channels = _native_format(path)
+    return _from_dataset(ImageFolder(path, image_size=size, channels=channels), f"folder:{path}", n, seed)
+
+
+def _from_dataset(data, name: str, n: int | None, seed: int) -> ImageSet:
+    idx = _subset(len(data), n, seed)
+    images, labels = data.get_batch(idx)
+    extra = f"{name}|{len(idx)}|{seed}|{tuple(images.shape[1:])}"
+    has_labels = getattr(data, "num_classes", 1) > 1
+    return ImageSet(images, labels if has_labels else None, name, fingerprint_files(data.source_files, extra))
+
+
+def _from_checkpoint(path: Path, n: int, seed: int) -> ImageSet:
+    from ..sampling import load_generator  # metrics -> models, only when a checkpoint is evaluated
+
+    loaded = load_generator(path)
+    if loaded.family.conditional:  # balanced classes: n/K of each
+        labels = torch.arange(n) % loaded.meta["num_classes"]
+        images = torch.cat([loaded.sample(int((labels == k).sum()), seed=seed + k, label=k)
+                            for k in range(loaded.meta["num_classes"])])
+        labels = labels.sort().values
+    else:
+        images, labels = loaded.sample(n, seed=seed), None
+    if not torch.isfinite(images).all():
+        raise ValueError(f"the generator of {path} produced NaN/Inf images; the checkpoint is broken")
+    extra = f"{loaded.meta['step']}|{n}|{seed}"
+    fingerprint = fingerprint_files([loaded.folder / "weights.safetensors"], extra)
+    return ImageSet(images, labels, f"{loaded.meta['family']}@{loaded.meta['step']}", fingerprint)
+
+
+def _native_format(path: Path) -> tuple[int, int]:
+    """Side (the short one) and channel count of the folder's first image: the set's own format."""
+    from PIL import Image
+
+    from ..data.folder import IMAGE_EXTENSIONS
+
+    first = next((p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS), None)
+    if first is None:
+        raise FileNotFoundError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    with Image.open(first) as im:
+        return min(im.size), 1 if im.mode in ("L", "I;16", "I", "1") else 3
+
+
+def match_images(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """``fake`` resized / channel-converted to ``real``'s shape, with a warning when it had to be."""
+    if fake.shape[1:] == real.shape[1:]:
+        return fake
+    warnings.warn(f"generated images are {tuple(fake.shape[1:])}, real ones {tuple(real.shape[1:])}: "
+                  "resizing the generated ones to match", stacklevel=2)
+    if fake.shape[1] != real.shape[1]:
+        fake = fake.mean(1, keepdim=True) if real.shape[1] == 1 else fake.expand(-1, 3, -1, -1)
+    if fake.shape[2:] != real.shape[2:]:
+        fake = F.interpolate(fake, size=real.shape[2:], mode="bilinear", antialias=True, align_corners=False)
+    return fake.clamp(-1, 1)
