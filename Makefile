@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dcgan.py --quick
+	$(BIN)/python bench/eval.py --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -42,6 +42,27 @@ def _sample(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    if args.action == "train-classifier":
+        from .metrics import train_fmnist_classifier
+
+        done = train_fmnist_classifier(args.out or None, epochs=args.epochs, seed=args.seed)
+        print(f"gauguin: fmnist classifier {done['path']}: {done['accuracy']:.2%} on the real test split "
+              f"(weights sha256 {done['sha256'][:16]}, {done['seconds']:.0f} s)")
+        return 0
+    from .metrics.evaluate import evaluate, format_table
+
+    if not args.fake:
+        raise ValueError("gauguin eval needs --fake: a checkpoint or run folder, or a folder of images")
+    report = evaluate(args.metrics.split(","), args.real, args.fake, n=args.n, extractor=args.extractor,
+                      weights=args.weights, seed=args.seed)
+    print(format_table(report))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"gauguin: wrote {args.out}")
+    return 0
+
+
 def _info(args) -> int:
     from .sampling import read_checkpoint
 
@@ -88,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="samples.png", help="a .png path for a grid, or a folder for one file per sample")
     p.set_defaults(run=_sample)
+
+    p = sub.add_parser("eval", help="evaluate generated images against real ones (FID, KID, IS, ...)",
+                       description="Metrics by protocol; reference features are cached by content hash.")
+    p.add_argument("action", nargs="?", choices=["train-classifier"],
+                   help="train-classifier: train the fmnist extractor on real Fashion-MNIST")
+    p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr")
+    p.add_argument("--real", default="fashion-mnist:test", help="fashion-mnist:test|train, folder:PATH")
+    p.add_argument("--fake", help="checkpoint or run folder (samples are drawn), or a folder of images")
+    p.add_argument("--n", type=int, default=10_000, help="images of each set")
+    p.add_argument("--extractor", default="fmnist", help="fmnist (trained by gauguin) or inception (needs --weights)")
+    p.add_argument("--weights", help="weights file of the extractor (the FID Inception weights)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=3, help="train-classifier: epochs")
+    p.add_argument("--out", help="JSON report path (train-classifier: the weights path)")
+    p.set_defaults(run=_eval)
 
     p = sub.add_parser("info", help="describe a checkpoint")
     p.add_argument("checkpoint")

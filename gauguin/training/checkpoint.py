@@ -12,7 +12,6 @@ place, so a crash mid-write never leaves a half checkpoint under a real name.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,20 +24,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..fileio import file_sha256
+
 STEP_DIR = re.compile(r"^step_(\d+)$")
 META = "meta.json"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or corrupt; the message names the file."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -66,7 +59,7 @@ def save_checkpoint(target: Path, tensor_files: dict[str, dict[str, torch.Tensor
             path = tmp / name
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
             _fsync(path)
-            checksums[name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+            checksums[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         meta = dict(meta, files=checksums)
         with open(tmp / META, "w") as f:
             json.dump(meta, f, indent=2)
@@ -105,7 +98,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dic
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file} is missing; use an earlier checkpoint")
-        if file.stat().st_size != info["bytes"] or _sha256(file) != info["sha256"]:
+        if file.stat().st_size != info["bytes"] or file_sha256(file) != info["sha256"]:
             raise CheckpointError(f"{file} is truncated or corrupt (checksum mismatch); use an earlier checkpoint")
         try:
             tensors[name] = load_file(str(file))

@@ -1,0 +1,140 @@
+"""Evaluation by protocol: which images, how many, which extractor; what ``gauguin eval`` runs.
+
+A result is named by its protocol, e.g. ``fid10k-fmnist-fashion-mnist:test``: metric, number
+of images, extractor, reference set. Features of the reference set are cached on disk under a
+key hashing the reference images' content, the extractor's weights and the protocol.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import torch
+
+from .cache import cache_key, load_cached, save_cached
+from .classifier import classifier_accuracy, fit_classifier
+from .extractors import FeatureExtractor, create_extractor, extract
+from .frechet import fid_from_features
+from .inception_score import inception_score
+from .kid import kernel_inception_distance
+from .msssim import ms_ssim_diversity
+from .prdc import precision_recall_density_coverage
+from .sources import ImageSet, load_image_set, match_images
+
+METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr")
+CACHE_VERSION = 1
+
+
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+@dataclass
+class Evaluation:
+    real: ImageSet
+    fake: ImageSet
+    extractor: FeatureExtractor
+    progress: bool = True
+    cache_hit: bool | None = None  # whether the reference features came from the cache
+
+    def real_features(self) -> torch.Tensor:
+        """Reference features, from the cache when the same images and weights were seen before."""
+        parts = {"images": self.real.fingerprint, "extractor": self.extractor.name,
+                 "weights": self.extractor.weights_hash, "version": CACHE_VERSION}
+        key = cache_key(**parts)
+        cached = load_cached(key)
+        if cached is not None and cached["features"].shape[0] == len(self.real.images):
+            self.cache_hit = True
+            return torch.from_numpy(cached["features"])
+        self.cache_hit = False
+        features = extract(self.extractor, self.real.images, progress=self.progress, desc=f"features {self.real.name}")
+        save_cached(key, {"features": features.numpy()}, parts)
+        return features
+
+    def fake_features_and_probabilities(self):
+        kind = "both" if self.extractor.has_probabilities else "features"
+        out = extract(self.extractor, self.fake.images, kind=kind, progress=self.progress, desc=f"features {self.fake.name}")
+        return out if kind == "both" else (out, None)
+
+
+def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extractor: str = "fmnist",
+             weights: str | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Compute ``metrics`` of the ``fake`` images against the ``real`` ones; a JSON-able dict."""
+    for name in metrics:
+        if name not in METRICS:
+            close = difflib.get_close_matches(name, METRICS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})")
+    real_set = load_image_set(real, n, seed)
+    fake_set = load_image_set(fake, n, seed)
+    fake_set.images = match_images(fake_set.images, real_set.images)
+    ev = Evaluation(real_set, fake_set, create_extractor(extractor, weights), progress)
+    suffix = f"{_count(len(fake_set.images))}-{extractor}-{real_set.name}"
+    results: dict = {}
+    needs_features = {"fid", "kid", "pr"} & set(metrics)
+    real_f = ev.real_features() if needs_features else None
+    needs_fake = needs_features | ({"is", "accuracy"} & set(metrics))
+    fake_f, fake_p = ev.fake_features_and_probabilities() if needs_fake else (None, None)
+    for name in metrics:
+        key = f"{name}{suffix}" if name != "pr" else f"prdc{suffix}"
+        if name == "fid":
+            results[key] = fid_from_features(real_f.numpy(), fake_f.numpy())
+        elif name == "kid":
+            mean, std = kernel_inception_distance(real_f.numpy(), fake_f.numpy(), seed=seed)
+            results[key] = {"mean": mean, "std": std}
+        elif name == "pr":
+            results[key] = precision_recall_density_coverage(real_f, fake_f)
+        elif name == "is":
+            results[key] = dict(zip(("mean", "std"), inception_score(_need_probs(fake_p, extractor).numpy())))
+        elif name == "accuracy":
+            labels = _need_labels(fake_set, "accuracy")
+            results[key] = (_need_probs(fake_p, extractor).argmax(1) == labels).float().mean().item()
+        elif name == "msssim":
+            results[f"msssim{_count(len(fake_set.images))}-{fake_set.name}"] = ms_ssim_diversity(
+                fake_set.images, seed=seed, labels=fake_set.labels)
+        elif name == "tstr":
+            results[f"tstr{_count(len(fake_set.images))}-fashion-mnist:test"] = tstr(fake_set, seed=seed, progress=progress)
+    return {"real": real_set.name, "fake": fake_set.name, "n": len(fake_set.images), "extractor": extractor,
+            "weights_hash": ev.extractor.weights_hash, "reference_cache_hit": ev.cache_hit,
+            "results": results}
+
+
+def tstr(fake: ImageSet, seed: int = 0, progress: bool = True) -> dict:
+    """Train on synthetic, test on real (Esteban et al. 2017; Shmelkov et al. 2018 "GAN-train"): a
+    classifier trained on the labelled fakes, tested on the real Fashion-MNIST test split, next to the
+    same classifier trained on as many real training images (the baseline)."""
+    labels = _need_labels(fake, "tstr")
+    test = load_image_set("fashion-mnist:test")
+    baseline = load_image_set("fashion-mnist:train", n=len(fake.images), seed=seed)
+    images = match_images(fake.images, test.images)
+    synthetic = fit_classifier(images, labels, seed=seed, progress=progress)
+    real_model = fit_classifier(baseline.images, baseline.labels, seed=seed, progress=progress)
+    return {"train_on_fake": classifier_accuracy(synthetic, test.images, test.labels),
+            "train_on_real": classifier_accuracy(real_model, test.images, test.labels)}
+
+
+def _need_labels(images: ImageSet, metric: str) -> torch.Tensor:
+    if images.labels is None:
+        raise ValueError(f"{metric} needs class labels: {images.name} is unconditional / unlabelled")
+    return images.labels
+
+
+def _need_probs(probs, extractor: str) -> torch.Tensor:
+    if probs is None:
+        raise ValueError(f"extractor {extractor!r} gives no class probabilities; use --extractor fmnist or inception")
+    return probs
+
+
+def format_table(report: dict) -> str:
+    """The results as aligned text lines."""
+    lines = [f"real {report['real']}  fake {report['fake']}  n {report['n']}  extractor {report['extractor']}"]
+    for name, value in report["results"].items():
+        if isinstance(value, dict):
+            text = "  ".join(f"{k} {v:.4f}" for k, v in value.items())
+        else:
+            text = f"{value:.4f}"
+        lines.append(f"{name:<40} {text}")
+    return "\n".join(lines)
+
+
+__all__ = ["METRICS", "evaluate", "format_table", "tstr"]
