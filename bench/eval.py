@@ -14,6 +14,7 @@ import time
 import torch
 
 from gauguin.metrics import create_extractor, extract, fid_from_features, wrap_module
+from gauguin.metrics.evaluate import count_label
 from gauguin.metrics.inception import InceptionFID
 from gauguin.metrics.sources import load_image_set
 
@@ -43,8 +44,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu {torch.backends.cpu.get_cpu_capability()}")
     print(f"fmnist extractor    : {fmnist_ips:9.1f} img/s")
     print(f"inception (299 px)  : {inception_ips:9.1f} img/s  ({fmnist_ips / inception_ips:.0f}x slower than fmnist)")
-    label = f"{n // 1000}k" if n % 1000 == 0 else str(n)
-    print(f"fid{label}-fmnist test-vs-train: {fid:.3f}, total {total:.1f} s (loading, 2 x extraction, FID)")
+    print(f"fid{count_label(n)}-fmnist test-vs-train: {fid:.3f}, total {total:.1f} s (loading, 2 x extraction, FID)")
     print(f"fid10k-inception estimate: {2 * 10_000 / inception_ips / 60:.1f} min of extraction")
 
 

@@ -25,7 +25,8 @@ METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr")
 CACHE_VERSION = 1
 
 
-def _count(n: int) -> str:
+def count_label(n: int) -> str:
+    """10000 -> "10k", 2500 -> "2500": the image count in protocol names."""
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
@@ -69,7 +70,7 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
     fake_set = load_image_set(fake, n, seed)
     fake_set.images = match_images(fake_set.images, real_set.images)
     ev = Evaluation(real_set, fake_set, create_extractor(extractor, weights), progress)
-    suffix = f"{_count(len(fake_set.images))}-{extractor}-{real_set.name}"
+    suffix = f"{count_label(len(fake_set.images))}-{extractor}-{real_set.name}"
     results: dict = {}
     needs_features = {"fid", "kid", "pr"} & set(metrics)
     real_f = ev.real_features() if needs_features else None
@@ -90,10 +91,10 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
             labels = _need_labels(fake_set, "accuracy")
             results[key] = (_need_probs(fake_p, extractor).argmax(1) == labels).float().mean().item()
         elif name == "msssim":
-            results[f"msssim{_count(len(fake_set.images))}-{fake_set.name}"] = ms_ssim_diversity(
+            results[f"msssim{count_label(len(fake_set.images))}-{fake_set.name}"] = ms_ssim_diversity(
                 fake_set.images, seed=seed, labels=fake_set.labels)
         elif name == "tstr":
-            results[f"tstr{_count(len(fake_set.images))}-fashion-mnist:test"] = tstr(fake_set, seed=seed, progress=progress)
+            results[f"tstr{count_label(len(fake_set.images))}-fashion-mnist:test"] = tstr(fake_set, seed=seed, progress=progress)
     return {"real": real_set.name, "fake": fake_set.name, "n": len(fake_set.images), "extractor": extractor,
             "weights_hash": ev.extractor.weights_hash, "reference_cache_hit": ev.cache_hit,
             "results": results}

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import FashionMNIST, ImageFolder
+from ..fileio import file_sha256
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
 
@@ -31,10 +32,7 @@ def fingerprint_files(paths: list[Path], extra: str = "") -> str:
     """SHA-256 over the files' names and contents (and ``extra``)."""
     digest = hashlib.sha256(extra.encode())
     for path in sorted(Path(p) for p in paths):
-        digest.update(str(path.name).encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        digest.update(f"{path.name}:{file_sha256(path)}".encode())
     return digest.hexdigest()
 
 
