@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dcgan.py --quick
 	$(BIN)/python bench/eval.py --quick
+	$(BIN)/python bench/spade.py --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -2,6 +2,8 @@
 
     gauguin train dcgan [--config run.yaml] [--resume] [key=value ...]
     gauguin sample runs/dcgan [--n 64] [--class Sneaker] [--seed 0] [--out samples.png]
+    gauguin translate runs/spade --labels label.png [--style photo.jpg | --seed 0 --n 4] --out out/
+    gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
     gauguin info runs/dcgan
 """
 from __future__ import annotations
@@ -17,7 +19,8 @@ from . import __version__
 def _train(args) -> int:
     from .training import run_config, train
 
-    cfg = run_config(args.family, args.config, args.overrides, args.resume)
+    overrides = args.overrides + ([f"dataset={args.data}"] if args.data else [])
+    cfg = run_config(args.family, args.config, overrides, args.resume)
     path = train(args.family, cfg, resume=args.resume)
     if path is not None:
         print(f"gauguin: samples in {Path(cfg.out_dir) / 'samples'}, checkpoint {path}")
@@ -42,13 +45,45 @@ def _sample(args) -> int:
     return 0
 
 
+def _translate(args) -> int:
+    from .nn.labels import colorize_labels
+    from .sampling import load_generator
+    from .training.images import make_grid, save_png
+
+    loaded = load_generator(args.checkpoint, args.device)
+    label_map = loaded.read_label_map(args.labels)
+    instance = loaded.read_instance_map(args.instances) if args.instances else None
+    style = loaded.read_style_image(args.style) if args.style else None
+    images = loaded.translate(label_map, instance, n=args.n, seed=args.seed, style=style)
+    out = Path(args.out)
+    stem = Path(args.labels).stem
+    save_png(colorize_labels(label_map[None], loaded.data.num_labels)[0], out / f"{stem}_labels.png")
+    for i, image in enumerate(images):
+        save_png(image, out / (f"{stem}_style.png" if style is not None else f"{stem}_seed{args.seed}_{i:02d}.png"))
+    if len(images) > 1:
+        save_png(make_grid(images, len(images)), out / f"{stem}_grid.png")
+    print(f"gauguin: wrote {len(images)} image(s) for {args.labels} to {out}/")
+    return 0
+
+
 def _eval(args) -> int:
     if args.action == "train-classifier":
         from .metrics import train_fmnist_classifier
 
-        done = train_fmnist_classifier(args.out or None, epochs=args.epochs, seed=args.seed)
+        done = train_fmnist_classifier(args.out or None, epochs=args.epochs or 3, seed=args.seed)
         print(f"gauguin: fmnist classifier {done['path']}: {done['accuracy']:.2%} on the real test split "
               f"(weights sha256 {done['sha256'][:16]}, {done['seconds']:.0f} s)")
+        return 0
+    if args.action == "train-segmenter":
+        from .data.semantic import build_semantic_dataset
+        from .metrics.segmenter import default_segmenter_path, train_segmenter
+
+        out = args.out or default_segmenter_path(args.data)
+        train_data = build_semantic_dataset(args.data, "train", augment=False)
+        test_data = build_semantic_dataset(args.data, "val", augment=False)
+        done = train_segmenter(train_data, test_data, out, args.data, epochs=args.epochs or 1, seed=args.seed)
+        print(f"gauguin: segmenter {done['path']}: mIoU {done['miou']:.3f}, pixel accuracy "
+              f"{done['pixel_accuracy']:.3f} on the real held-out split ({done['seconds']:.0f} s)")
         return 0
     from .metrics.evaluate import evaluate, format_table
 
@@ -97,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=sorted(FAMILIES))
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its newest checkpoint")
+    p.add_argument("--data", help="the dataset (same as dataset=...): fashion-mnist, or for spade coco-stuff:PATH, "
+                                  "cityscapes:PATH, ade20k:PATH, folder:PATH")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(run=_train)
 
@@ -110,10 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="a .png path for a grid, or a folder for one file per sample")
     p.set_defaults(run=_sample)
 
+    p = sub.add_parser("translate", help="images from a label map (SPADE): random styles or a style image")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--labels", required=True, help="label PNG, stored as the training data's label files")
+    p.add_argument("--instances", help="instance-id PNG (models trained with instance maps)")
+    p.add_argument("--style", help="a photo whose style to copy (models trained with use_vae)")
+    p.add_argument("--n", type=int, default=1, help="number of random styles")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="translated", help="output folder")
+    p.set_defaults(run=_translate)
+
     p = sub.add_parser("eval", help="evaluate generated images against real ones (FID, KID, IS, ...)",
                        description="Metrics by protocol; reference features are cached by content hash.")
-    p.add_argument("action", nargs="?", choices=["train-classifier"],
-                   help="train-classifier: train the fmnist extractor on real Fashion-MNIST")
+    p.add_argument("action", nargs="?", choices=["train-classifier", "train-segmenter"],
+                   help="train-classifier: train the fmnist extractor on real Fashion-MNIST; train-segmenter: "
+                        "train the segmenter of the miou metric on real pairs of --data")
     p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr")
     p.add_argument("--real", default="fashion-mnist:test", help="fashion-mnist:test|train, folder:PATH")
     p.add_argument("--fake", help="checkpoint or run folder (samples are drawn), or a folder of images")
@@ -121,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extractor", default="fmnist", help="fmnist (trained by gauguin) or inception (needs --weights)")
     p.add_argument("--weights", help="weights file of the extractor (the FID Inception weights)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=3, help="train-classifier: epochs")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="train-segmenter: fashion-mnist, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH, folder:PATH")
+    p.add_argument("--epochs", type=int, default=None, help="train-classifier / train-segmenter: epochs")
     p.add_argument("--out", help="JSON report path (train-classifier: the weights path)")
     p.set_defaults(run=_eval)
 

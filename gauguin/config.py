@@ -49,7 +49,12 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3  # keep the last K (the best is kept on top)
-    eval_every: int = 1000  # the family's cheap quality metric (SWD), keeps the best checkpoint (0 = never)
+    eval_every: int = 1000  # evaluate every N steps (0 = never): SWD always, plus `eval_metrics`
+    eval_metrics: tuple[str, ...] = ()  # also computed, e.g. [fid, kid, is, pr, accuracy] (gauguin.metrics)
+    eval_samples: int = 1024  # generated images per evaluation (as many real ones)
+    eval_extractor: str = "fmnist"  # feature extractor of eval_metrics: fmnist, or inception with eval_weights
+    eval_weights: str = ""  # weights file of the extractor ("" = its default)
+    best_metric: Literal["swd", "fid"] = "swd"  # which evaluated metric picks the "best" checkpoint
     progress: bool = True
 
     # ------------------------------------------------------------------ loading
@@ -99,7 +104,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Cross-field checks; families extend this."""
         positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "log_every",
-                    "sample_every", "checkpoint_every", "keep_checkpoints"]
+                    "sample_every", "checkpoint_every", "keep_checkpoints", "eval_samples"]
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise ConfigError(f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
+        if self.best_metric == "fid" and "fid" not in self.eval_metrics:
+            raise ConfigError("best_metric=fid needs fid in eval_metrics (e.g. eval_metrics=[fid])")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
 
@@ -128,6 +135,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None:
             return None
         return _coerce(value, args[0], where)
+    if origin is tuple and typing.get_args(hint)[1:] == (Ellipsis,):  # any length; "a,b" also accepted
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(hint)[0], where) for v in value)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

@@ -296,7 +296,7 @@ def feature_matching_loss(
 
 
 def multiscale_feature_matching_loss(
-    real_feats: Sequence[Sequence[Tensor]], fake_feats: Sequence[Sequence[Tensor]]
+    real_feats: Sequence[Sequence[Tensor]], fake_feats: Sequence[Sequence[Tensor]], layers: str = "mean"
 ) -> Tensor:
     """Discriminator feature matching, Wang et al. 2018 (pix2pixHD, "High-Resolution Image
     Synthesis and Semantic Manipulation with Conditional GANs"):
@@ -305,9 +305,11 @@ def multiscale_feature_matching_loss(
 
     ``real_feats[k][i]`` is layer i of discriminator k on real data (detached here), matched
     element-wise against the same layer on generated data: the mean L1 distance per layer,
-    averaged over layers and then over the K discriminators. The caller multiplies by λ_FM
-    (10 in the paper).
+    averaged over layers (``layers="sum"``: summed, as SPADE's code does) and then over the K
+    discriminators. The caller multiplies by λ_FM (10 in the paper).
     """
+    if layers not in ("mean", "sum"):
+        raise ValueError(f"layers must be 'mean' or 'sum', got {layers!r}")
     if len(real_feats) != len(fake_feats) or not real_feats:
         raise ValueError(
             f"need the same non-zero number of discriminators, got {len(real_feats)} real and {len(fake_feats)} fake"
@@ -324,5 +326,19 @@ def multiscale_feature_matching_loss(
             if real.shape != fake.shape:
                 raise ValueError(f"discriminator {k}: feature shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
             layer_terms.append((fake.float() - real.detach().float()).abs().mean())
-        per_disc.append(torch.stack(layer_terms).mean())
+        stacked = torch.stack(layer_terms)
+        per_disc.append(stacked.sum() if layers == "sum" else stacked.mean())
     return torch.stack(per_disc).mean()
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) of a VAE posterior (Kingma & Welling 2014, appendix B), summed over
+    the latent dimensions and averaged over the batch:
+
+        D_KL = -½ Σ_j (1 + log σ_j² - μ_j² - σ_j²)
+
+    (SPADE's code sums over its per-GPU batch as well, which ties λ_KL to the batch per GPU; the
+    mean per sample keeps λ_KL meaningful at any batch size.)
+    """
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1).mean()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .models import GANFamily, get_family
+from .data.errors import BadDataError
+from .models import DataInfo, GANFamily, get_family
 from .training import checkpoint as ckpt
 
 
@@ -68,12 +69,91 @@ class LoadedGenerator:
         return self.family.generate(self.generator, inputs).float().cpu()
 
 
+    # ------------------------------------------------------------------ semantic families (SPADE)
+    @property
+    def data(self) -> DataInfo:
+        return self.family.data
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.data.image_size)
+
+    def read_label_map(self, path: str | Path) -> torch.Tensor:
+        """A label PNG as it is stored in the training data (ids, or colours with the dataset's palette)
+        -> label ids ``[H, W]`` at the model's size (nearest neighbour)."""
+        import numpy as np
+
+        from .data.semantic import colors_to_ids, read_label_file
+
+        if not self.data.num_labels:
+            raise ValueError(f"{self.folder} is a {self.meta['family']} model: it takes no label maps")
+        raw = read_label_file(path)
+        if raw.ndim == 3:
+            if not self.data.palette:
+                raise BadDataError(f"label map {path} is an RGB colour image, but this model was trained on id-valued "
+                                   "label maps: save the ids as an 8-bit grey PNG")
+            raw = colors_to_ids(raw, {int(k): tuple(v) for k, v in self.data.palette.items()}, path)
+        lut = np.asarray(self.data.raw_to_index)
+        bad = np.unique(raw[(raw < 0) | (raw >= len(lut))])
+        if not bad.size:
+            bad = np.unique(raw[lut[raw] < 0])
+        if bad.size:
+            valid = np.flatnonzero(lut >= 0)
+            raise BadDataError(f"label map {path} holds id(s) {bad[:8].tolist()} this model does not know; its "
+                               f"label files hold {valid.min()}..{valid.max()} ({self.data.num_labels} labels)")
+        ids = torch.from_numpy(lut[raw])
+        return resize_ids(ids, self.image_size)
+
+    def read_instance_map(self, path: str | Path) -> torch.Tensor:
+        from .data.semantic import read_instance_file
+
+        return resize_ids(torch.from_numpy(read_instance_file(path).astype("int64")), self.image_size)
+
+    def read_style_image(self, path: str | Path) -> torch.Tensor:
+        """A photo as a style input ``[1, C, H, W]`` in [-1, 1] at the model's size."""
+        import numpy as np
+
+        from .data.semantic import read_rgb_image
+
+        image = read_rgb_image(path)
+        if self.data.channels == 1:
+            image = image.convert("L")
+        pixels = torch.from_numpy(np.array(image.resize(self.image_size[::-1], resample=3))).float()
+        pixels = pixels.view(*pixels.shape[:2], -1).permute(2, 0, 1)
+        return (pixels / 127.5 - 1.0).unsqueeze(0)
+
+    @torch.no_grad()
+    def translate(self, label_map: torch.Tensor, instance: torch.Tensor | None = None, n: int = 1, seed: int = 0,
+                  style: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``[n, C, H, W]`` for one label map ``[H, W]``: ``n`` random styles (different z from
+        ``seed``), or the style of a ``style`` image ``[1, C, H, W]`` (then n = 1)."""
+        if label_map.shape[-2:] != self.image_size:
+            raise ValueError(f"label map is {tuple(label_map.shape[-2:])}, the model makes {self.image_size}: "
+                             "use read_label_map, which resizes")
+        batch = {"label_map": label_map.expand(1 if style is not None else n, -1, -1)}
+        if instance is not None:
+            batch["instance"] = instance.expand_as(batch["label_map"])
+        inputs = self.family.inputs_like(batch, torch.Generator().manual_seed(seed))
+        if style is not None:
+            inputs.pop("z", None)
+            inputs["style"] = style
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        return self.family.generate(self.generator, inputs).float().cpu()
+
+
+def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """An integer map ``[H, W]`` at ``size`` by nearest neighbour (no id is ever mixed)."""
+    if tuple(ids.shape) == tuple(size):
+        return ids.long()
+    return torch.nn.functional.interpolate(ids[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """The sampling generator of a checkpoint: its EMA weights when it has them."""
     folder, tensors, meta = read_checkpoint(path)
     family_cls = get_family(meta["family"])
     cfg = family_cls.config_class.from_dict(meta["config"], source=str(folder / ckpt.META))
-    family = family_cls(cfg, meta["num_classes"])
+    family = family_cls(cfg, DataInfo.from_meta(meta))
     weights = tensors["weights.safetensors"]
     prefix = "generator_ema" if any(k.startswith("generator_ema.") for k in weights) else "generator"
     ckpt.load_module_state(family.generator, prefix, weights, str(folder / "weights.safetensors"))

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from gauguin.models import get_family
+
 from gauguin.config import ConfigError
 from gauguin.models.dcgan import DCGANConfig
 
@@ -60,5 +62,7 @@ def test_penalties_switch_batchnorm_off_in_d():
 
 @pytest.mark.parametrize("preset", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_presets_load(preset):
-    cfg = DCGANConfig.load(preset)
+    """Each preset is named <family>_<setting>.yaml and loads into its family's config."""
+    family = get_family(preset.stem.split("_")[0])
+    cfg = family.config_class.load(preset)
     assert cfg.out_dir.startswith("runs/")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from gauguin.config import ConfigError
 from gauguin.metrics import cache
 from gauguin.metrics.evaluate import evaluate, tstr
 from gauguin.metrics.sources import ImageSet, load_image_set
@@ -78,3 +79,34 @@ def test_checkpoint_evaluation_and_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "gauguin.cli", "eval", "--metrics", "fdi", "--fake", str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "did you mean 'fid'" in bad.stderr
+
+
+def test_cli_kid_is_pr_real_against_real(tmp_path):
+    """Two real splits: KID indistinguishable from 0, precision and recall high, IS well above 1."""
+    out = tmp_path / "real.json"
+    done = subprocess.run([sys.executable, "-m", "gauguin.cli", "eval", "--metrics", "kid,is,pr", "--real",
+                           "fashion-mnist:test", "--fake", "fashion-mnist:train", "--n", "2000", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    kid = results["kid2k-fmnist-fashion-mnist:test"]
+    assert abs(kid["mean"]) < 3 * kid["std"] + 1e-3
+    prdc = results["prdc2k-fmnist-fashion-mnist:test"]
+    assert prdc["precision"] > 0.6 and prdc["recall"] > 0.6
+    assert results["is2k-fmnist-fashion-mnist:test"]["mean"] > 4.0
+
+
+def test_training_loop_logs_eval_metrics(tmp_path):
+    """eval_metrics are computed every eval_every steps, logged (metrics.jsonl, TensorBoard) and can pick the best."""
+    cfg = tiny_config(tmp_path / "run", steps=4, eval_every=2, eval_metrics=["fid", "accuracy", "pr"],
+                      eval_samples=160, best_metric="fid")
+    train("dcgan", cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "fid" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["fid"] > 0 and 0 <= r["accuracy"] <= 1 and "recall" in r for r in evals)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "best" / "meta.json").read_text())
+    assert meta["best_metric"] == pytest.approx(min(r["fid"] for r in evals), rel=1e-5)
+    with pytest.raises(ConfigError, match="did you mean 'fid'"):
+        train("dcgan", tiny_config(tmp_path / "bad", eval_metrics=["fdi"]))

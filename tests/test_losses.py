@@ -358,9 +358,22 @@ def test_multiscale_feature_matching():
     assert real[1][0].grad is None
     # d/dfake of ½·mean|fake - real| over 3 elements = ½·sign(fake - real)/3
     torch.testing.assert_close(fake[1][0].grad, torch.tensor([[-1.0, 1.0, -1.0]]) / 6)
+    # SPADE's code sums over layers: (2 + 0) and 4/3, averaged over the two discriminators
+    _close(multiscale_feature_matching_loss(real, fake, layers="sum"), (2.0 + 4.0 / 3.0) / 2)
 
 
 def test_multiscale_feature_matching_bf16_float32():
     real = [[torch.ones(2, 3).bfloat16()]]
     fake = [[torch.zeros(2, 3).bfloat16()]]
     _close(multiscale_feature_matching_loss(real, fake), 1.0)
+
+
+def test_kl_divergence_closed_form():
+    from gauguin.losses import kl_divergence
+
+    mu = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    logvar = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]])
+    # per sample: -½Σ(1 + log σ² - μ² - σ²): [0 + ½] and [½(4 - 1 - log 4 + 4) + 0]
+    expected = (0.5 + 0.5 * (4.0 - 1.0 - math.log(4.0) + 4.0)) / 2
+    _close(kl_divergence(mu, logvar), expected)
+    _close(kl_divergence(torch.zeros(3, 5), torch.zeros(3, 5)), 0.0)

@@ -320,3 +320,28 @@ def test_ms_ssim_diversity():
         ms_ssim_diversity(images[:3], labels=[0, 1, 2])
     with pytest.raises(ValueError, match="at least 2 images"):
         ms_ssim_diversity(images[:1])
+
+
+# --- cross-checks against scipy and torchmetrics ------------------------------------------------
+def test_frechet_matches_scipy_sqrtm_and_torchmetrics():
+    """Same number as the textbook formula with scipy's general sqrtm and as torchmetrics' FID core."""
+    linalg = pytest.importorskip("scipy.linalg")
+    tm_fid = pytest.importorskip("torchmetrics.image.fid")
+    rng = _rng(3)
+    a = rng.normal(size=(400, 12)) @ rng.normal(size=(12, 12))
+    b = rng.normal(0.3, 1.0, size=(300, 12)) @ rng.normal(size=(12, 12))
+    sa, sb = FeatureStats.from_features(a), FeatureStats.from_features(b)
+    covmean = linalg.sqrtm(sa.sigma @ sb.sigma).real
+    textbook = np.sum((sa.mu - sb.mu) ** 2) + np.trace(sa.sigma + sb.sigma - 2 * covmean)
+    theirs = tm_fid._compute_fid(*(torch.from_numpy(x) for x in (sa.mu, sa.sigma, sb.mu, sb.sigma))).item()
+    ours = frechet_distance(sa, sb)
+    assert ours == pytest.approx(textbook, rel=1e-8)
+    assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_mmd_matches_torchmetrics_poly_mmd():
+    tm_kid = pytest.importorskip("torchmetrics.image.kid")
+    rng = _rng(4)
+    x, y = rng.normal(size=(60, 8)), rng.normal(0.2, 1.0, size=(60, 8))
+    theirs = tm_kid.poly_mmd(torch.from_numpy(x), torch.from_numpy(y), degree=3, gamma=1 / 8, coef=1.0).item()
+    assert mmd2_unbiased(x, y) == pytest.approx(theirs, rel=1e-9)

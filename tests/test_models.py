@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gauguin.models import get_family
+from gauguin.models import DataInfo, get_family
 from gauguin.models.dcgan import DCGAN, DCGANConfig, Discriminator, Generator
 from gauguin.nn import MinibatchStddev
 
@@ -64,8 +64,8 @@ def test_registry_suggests_close_names():
 ])
 def test_every_loss_and_aid_gives_finite_losses_and_gradients(options):
     cfg = DCGANConfig(image_size=28, g_width=4, d_width=4, z_dim=8, **options)
-    fam = DCGAN(cfg, num_classes=10)
-    batch = (torch.rand(8, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (8,)))
+    fam = DCGAN(cfg, DataInfo(num_classes=10))
+    batch = {"image": torch.rand(8, 1, 28, 28) * 2 - 1, "label": torch.randint(0, 10, (8,))}
     d_loss, d_logs = fam.d_loss(fam.generator, fam.discriminator, batch, step=0)
     d_loss.backward()
     fam.after_d_step()
@@ -80,7 +80,7 @@ def test_every_loss_and_aid_gives_finite_losses_and_gradients(options):
 
 
 def test_instance_noise_anneals_to_zero():
-    fam = DCGAN(DCGANConfig(instance_noise=0.5, steps=100), num_classes=10)
+    fam = DCGAN(DCGANConfig(instance_noise=0.5, steps=100), DataInfo(num_classes=10))
     x = torch.zeros(1000)
     assert fam._instance_noise(x, 0).std().item() == pytest.approx(0.5, rel=0.1)
     assert fam._instance_noise(x, 50).std().item() == pytest.approx(0.25, rel=0.1)

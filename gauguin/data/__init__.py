@@ -11,15 +11,34 @@ from pathlib import Path
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, find_fashion_mnist, read_idx
 from gauguin.data.folder import IMAGE_EXTENSIONS, ImageFolder
+from gauguin.data.ade20k import ADE20K, ADE20K_CLASSES
+from gauguin.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
+from gauguin.data.coco_stuff import COCO_STUFF_CLASSES, CocoStuff
+from gauguin.data.label_folder import LabelFolder
+from gauguin.data.semantic import PREPROCESS_MODES, SEMANTIC_DATASETS, SemanticDataset, build_semantic_dataset, load_palette
+from gauguin.data.silhouettes import FashionMNISTSilhouettes
 
 DATASET_NAMES = ("fashion_mnist", "folder")
 
 __all__ = [
+    "ADE20K",
+    "ADE20K_CLASSES",
+    "CITYSCAPES_CLASSES",
+    "COCO_STUFF_CLASSES",
+    "Cityscapes",
+    "CocoStuff",
+    "LabelFolder",
+    "PREPROCESS_MODES",
+    "SEMANTIC_DATASETS",
+    "SemanticDataset",
+    "build_semantic_dataset",
+    "load_palette",
     "BadDataError",
     "DATASET_NAMES",
     "DatasetNotFoundError",
     "FASHION_MNIST_CLASSES",
     "FashionMNIST",
+    "FashionMNISTSilhouettes",
     "IMAGE_EXTENSIONS",
     "ImageFolder",
     "build_dataset",

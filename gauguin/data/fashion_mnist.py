@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.fileio import user_cache_dir
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -91,9 +92,7 @@ def _corrupt(path: Path, reason: str) -> BadDataError:
 # ------------------------------------------------------------------------------- finding files
 def cache_dir() -> Path:
     """The per-user download cache: ``$XDG_CACHE_HOME/gauguin/fashion-mnist`` (default ``~/.cache``)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "gauguin" / "fashion-mnist"
+    return user_cache_dir("fashion-mnist")
 
 
 def find_fashion_mnist(root: str | Path | None = None, download: bool = True) -> Path:

@@ -15,11 +15,11 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from ..fileio import user_cache_dir
+
 
 def cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "gauguin" / "stats"
+    return user_cache_dir("stats")
 
 
 def cache_key(**parts) -> str:

@@ -15,11 +15,8 @@ hyper-parameters); by default ``$XDG_CACHE_HOME/gauguin/classifiers/fmnist.safet
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..fileio import file_sha256
+from ..fileio import (WeightsFileError, file_sha256, load_weights_file, save_safetensors_atomic, state_dict_sha256,
+                      user_cache_dir)
+from .fitting import fit
 
 ARCH_VERSION = 1
 FORMAT = "gauguin-fmnist-classifier"
@@ -36,10 +35,9 @@ FEATURE_DIM = 128
 NUM_CLASSES = 10
 DEFAULTS = {"epochs": 3, "batch_size": 128, "lr": 3e-3, "schedule": "linear-to-zero", "optimizer": "adam"}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights (as PIL's "L" mode)
-_OPTIONAL_SUFFIX = ".num_batches_tracked"
 
 
-class ClassifierWeightsError(ValueError):
+class ClassifierWeightsError(WeightsFileError):
     """A classifier weights file is corrupt, of another architecture version, or does not fit."""
 
 
@@ -47,26 +45,9 @@ class ClassifierWeightsNotFoundError(ClassifierWeightsError, FileNotFoundError):
     """A classifier weights file given explicitly does not exist."""
 
 
-def state_dict_sha256(state: dict[str, Tensor]) -> str:
-    """SHA-256 of a state dict's tensors (names, dtypes, shapes, bytes), independent of file format.
-
-    BatchNorm's ``num_batches_tracked`` counters are left out: they never change the outputs.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        if name.endswith(_OPTIONAL_SUFFIX):
-            continue
-        t = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def default_classifier_path() -> Path:
     """``$XDG_CACHE_HOME/gauguin/classifiers/fmnist.safetensors`` (default ``~/.cache``)."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "gauguin" / "classifiers" / "fmnist.safetensors"
+    return user_cache_dir("classifiers", "fmnist.safetensors")
 
 
 # ----------------------------------------------------------------------------------- network
@@ -129,51 +110,15 @@ def classifier_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_
     return correct / max(len(images), 1)
 
 
-def _atomic_save(state: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # a reader never sees a half-written file
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def fit_classifier(images: Tensor, labels: Tensor, epochs: int = DEFAULTS["epochs"], seed: int = 0,
                    progress: bool = True, batch_size: int = DEFAULTS["batch_size"],
                    lr: float = DEFAULTS["lr"]) -> FashionMNISTClassifier:
     """A fresh classifier trained on ``images`` / ``labels`` (Adam, lr decaying linearly to 0), in eval
     mode. Used for the fmnist extractor and for TSTR; the caller's RNG state is left untouched."""
-    from tqdm.auto import tqdm
-
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
         torch.manual_seed(seed)
         model = FashionMNISTClassifier()
-        gen = torch.Generator().manual_seed(seed)
-        steps_per_epoch = -(-len(images) // batch_size)
-        total = epochs * steps_per_epoch
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / total)
-        model.train()
-        with tqdm(total=total, desc="classifier", unit="step", disable=not progress) as bar:
-            for epoch in range(epochs):
-                order = torch.randperm(len(images), generator=gen)
-                for first in range(0, len(order), batch_size):
-                    batch = order[first : first + batch_size]
-                    loss = F.cross_entropy(model(images[batch]), labels[batch])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    bar.update()
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
-    return model.eval()
+    return fit(model, images, labels, F.cross_entropy, epochs, batch_size, lr, seed, progress, "classifier")
 
 
 def train_fmnist_classifier(
@@ -217,7 +162,7 @@ def train_fmnist_classifier(
         "train_seconds": f"{seconds:.1f}",
         "torch_version": torch.__version__,
     }
-    _atomic_save(state, path, metadata)
+    save_safetensors_atomic(state, path, metadata)
     return {"accuracy": accuracy, "path": str(path), "sha256": sha, "file_sha256": file_sha256(path),
             "seconds": seconds}
 
@@ -225,39 +170,10 @@ def train_fmnist_classifier(
 # ----------------------------------------------------------------------------------- loading
 def _read(path: Path) -> FashionMNISTClassifier:
     """Load ``path``; :class:`ClassifierWeightsError` names the file and what is wrong with it."""
-    from safetensors import SafetensorError, safe_open
-
-    retrain = f"retrain it with gauguin.metrics.classifier.train_fmnist_classifier({str(path)!r})"
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ClassifierWeightsError(
-            f"{path} is not a readable safetensors file ({err}); it is truncated or corrupt: delete it and {retrain}"
-        ) from None
-    if metadata.get("format") != FORMAT:
-        raise ClassifierWeightsError(
-            f"{path} is not a gauguin Fashion-MNIST classifier (metadata format {metadata.get('format')!r}, "
-            f"expected {FORMAT!r}); {retrain}"
-        )
-    if metadata.get("architecture_version") != str(ARCH_VERSION):
-        raise ClassifierWeightsError(
-            f"{path} holds classifier architecture version {metadata.get('architecture_version')}, this "
-            f"gauguin needs version {ARCH_VERSION}; {retrain}"
-        )
     model = FashionMNISTClassifier()
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in state and not k.endswith(_OPTIONAL_SUFFIX))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        raise ClassifierWeightsError(
-            f"{path} does not fit the classifier (missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"wrong shape {wrong[:5]}); {retrain}"
-        )
-    model.load_state_dict({**own, **state})
-    model.metadata = metadata
+    fix = f"retrain it with gauguin.metrics.classifier.train_fmnist_classifier({str(path)!r})"
+    model.metadata = load_weights_file(path, model, "gauguin Fashion-MNIST classifier", FORMAT, ARCH_VERSION, fix,
+                                       ClassifierWeightsError)
     model.weights_sha256 = state_dict_sha256(model.state_dict())
     return model.eval().requires_grad_(False)
 

@@ -22,6 +22,7 @@ from .prdc import precision_recall_density_coverage
 from .sources import ImageSet, load_image_set, match_images
 
 METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr")
+FEATURE_METRICS = {"fid", "kid", "pr"}  # those compared with the real images' features
 CACHE_VERSION = 1
 
 
@@ -33,7 +34,6 @@ def count_label(n: int) -> str:
 @dataclass
 class Evaluation:
     real: ImageSet
-    fake: ImageSet
     extractor: FeatureExtractor
     progress: bool = True
     cache_hit: bool | None = None  # whether the reference features came from the cache
@@ -52,49 +52,65 @@ class Evaluation:
         save_cached(key, {"features": features.numpy()}, parts)
         return features
 
-    def fake_features_and_probabilities(self):
-        kind = "both" if self.extractor.has_probabilities else "features"
-        out = extract(self.extractor, self.fake.images, kind=kind, progress=self.progress, desc=f"features {self.fake.name}")
-        return out if kind == "both" else (out, None)
 
 
-def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extractor: str = "fmnist",
-             weights: str | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Compute ``metrics`` of the ``fake`` images against the ``real`` ones; a JSON-able dict."""
+def check_metric_names(metrics: list[str]) -> None:
     for name in metrics:
         if name not in METRICS:
             close = difflib.get_close_matches(name, METRICS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})")
+
+
+def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtractor,
+                    real_features: torch.Tensor | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """``metrics`` of the ``fake`` images, keyed by metric name (``pr`` gives a dict of four, ``kid`` and
+    ``is`` a mean and std). ``fid``, ``kid`` and ``pr`` need the reference ``real_features``."""
+    check_metric_names(metrics)
+    if FEATURE_METRICS & set(metrics) and real_features is None:
+        raise ValueError(f"{', '.join(sorted(FEATURE_METRICS & set(metrics)))} need the real images' features")
+    fake_f = fake_p = None
+    if (FEATURE_METRICS | {"is", "accuracy"}) & set(metrics):
+        kind = "both" if extractor.has_probabilities else "features"
+        out = extract(extractor, fake.images, kind=kind, progress=progress, desc=f"features {fake.name}")
+        fake_f, fake_p = out if kind == "both" else (out, None)
+    results: dict = {}
+    for name in metrics:
+        if name == "fid":
+            results[name] = fid_from_features(real_features.numpy(), fake_f.numpy())
+        elif name == "kid":
+            subset = min(1000, len(real_features), len(fake_f))  # an unbiased estimate at any subset size
+            mean, std = kernel_inception_distance(real_features.numpy(), fake_f.numpy(), subset_size=subset, seed=seed)
+            results[name] = {"mean": mean, "std": std}
+        elif name == "pr":
+            results[name] = precision_recall_density_coverage(real_features, fake_f)
+        elif name == "is":
+            results[name] = dict(zip(("mean", "std"), inception_score(_need_probs(fake_p, extractor.name).numpy())))
+        elif name == "accuracy":
+            labels = _need_labels(fake, "accuracy")
+            results[name] = (_need_probs(fake_p, extractor.name).argmax(1) == labels).float().mean().item()
+        elif name == "msssim":
+            results[name] = ms_ssim_diversity(fake.images, seed=seed, labels=fake.labels)
+        elif name == "tstr":
+            results[name] = tstr(fake, seed=seed, progress=progress)
+    return results
+
+
+def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extractor: str = "fmnist",
+             weights: str | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Compute ``metrics`` of the ``fake`` images against the ``real`` ones; a JSON-able dict whose
+    results are named by protocol (metric, image count, extractor, reference set)."""
+    check_metric_names(metrics)
     real_set = load_image_set(real, n, seed)
     fake_set = load_image_set(fake, n, seed)
     fake_set.images = match_images(fake_set.images, real_set.images)
-    ev = Evaluation(real_set, fake_set, create_extractor(extractor, weights), progress)
-    suffix = f"{count_label(len(fake_set.images))}-{extractor}-{real_set.name}"
-    results: dict = {}
-    needs_features = {"fid", "kid", "pr"} & set(metrics)
-    real_f = ev.real_features() if needs_features else None
-    needs_fake = needs_features | ({"is", "accuracy"} & set(metrics))
-    fake_f, fake_p = ev.fake_features_and_probabilities() if needs_fake else (None, None)
-    for name in metrics:
-        key = f"{name}{suffix}" if name != "pr" else f"prdc{suffix}"
-        if name == "fid":
-            results[key] = fid_from_features(real_f.numpy(), fake_f.numpy())
-        elif name == "kid":
-            mean, std = kernel_inception_distance(real_f.numpy(), fake_f.numpy(), seed=seed)
-            results[key] = {"mean": mean, "std": std}
-        elif name == "pr":
-            results[key] = precision_recall_density_coverage(real_f, fake_f)
-        elif name == "is":
-            results[key] = dict(zip(("mean", "std"), inception_score(_need_probs(fake_p, extractor).numpy())))
-        elif name == "accuracy":
-            labels = _need_labels(fake_set, "accuracy")
-            results[key] = (_need_probs(fake_p, extractor).argmax(1) == labels).float().mean().item()
-        elif name == "msssim":
-            results[f"msssim{count_label(len(fake_set.images))}-{fake_set.name}"] = ms_ssim_diversity(
-                fake_set.images, seed=seed, labels=fake_set.labels)
-        elif name == "tstr":
-            results[f"tstr{count_label(len(fake_set.images))}-fashion-mnist:test"] = tstr(fake_set, seed=seed, progress=progress)
+    ev = Evaluation(real_set, create_extractor(extractor, weights), progress)
+    real_f = ev.real_features() if FEATURE_METRICS & set(metrics) else None
+    values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress)
+    count = count_label(len(fake_set.images))
+    protocol = {"pr": f"prdc{count}-{extractor}-{real_set.name}", "msssim": f"msssim{count}-{fake_set.name}",
+                "tstr": f"tstr{count}-fashion-mnist:test"}
+    results = {protocol.get(name, f"{name}{count}-{extractor}-{real_set.name}"): value for name, value in values.items()}
     return {"real": real_set.name, "fake": fake_set.name, "n": len(fake_set.images), "extractor": extractor,
             "weights_hash": ev.extractor.weights_hash, "reference_cache_hit": ev.cache_hit,
             "results": results}
@@ -138,4 +154,4 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "evaluate", "format_table", "tstr"]
+__all__ = ["METRICS", "compute_metrics", "evaluate", "format_table", "tstr"]

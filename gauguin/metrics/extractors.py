@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gauguin.metrics.classifier import FashionMNISTClassifier, load_fmnist_classifier, state_dict_sha256
+from gauguin.fileio import state_dict_sha256
+from gauguin.metrics.classifier import FashionMNISTClassifier, load_fmnist_classifier
 from gauguin.metrics.inception import InceptionFID, InceptionWeightsNotFoundError, load_inception
 
 EXTRACTOR_NAMES = ("inception", "fmnist")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 
-def _as_features(x, name: str, min_samples: int = 2) -> np.ndarray:
+def as_features(x, name: str, min_samples: int = 2) -> np.ndarray:
     """``x`` (tensor or array) as a finite float64 ``[N, D]`` array with ``N >= min_samples``, else ValueError."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
@@ -31,7 +31,7 @@ def _as_features(x, name: str, min_samples: int = 2) -> np.ndarray:
     return arr
 
 
-def _check_same_dim(a: np.ndarray, b: np.ndarray, names: str) -> None:
+def check_same_dim(a: np.ndarray, b: np.ndarray, names: str) -> None:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"{names} have different feature dimensions: {a.shape[1]} and {b.shape[1]}")
 
@@ -67,7 +67,7 @@ class FeatureStats:
     @classmethod
     def from_features(cls, features) -> "FeatureStats":
         """Statistics of ``features`` ``[N, D]`` (tensor or array, N >= 2)."""
-        x = _as_features(features, "features")
+        x = as_features(features, "features")
         mu = x.mean(axis=0)
         xc = x - mu
         sigma = xc.T @ xc / (x.shape[0] - 1)
@@ -125,6 +125,6 @@ def frechet_distance(stats_a: FeatureStats, stats_b: FeatureStats) -> float:
 
 def fid_from_features(real, fake) -> float:
     """FID between two feature matrices ``[N, D]`` and ``[M, D]`` (Heusel et al. 2017)."""
-    real, fake = _as_features(real, "real"), _as_features(fake, "fake")
-    _check_same_dim(real, fake, "real and fake")
+    real, fake = as_features(real, "real"), as_features(fake, "fake")
+    check_same_dim(real, fake, "real and fake")
     return frechet_distance(FeatureStats.from_features(real), FeatureStats.from_features(fake))

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .frechet import _as_features, _check_same_dim
+from .frechet import as_features, check_same_dim
 
 
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -29,8 +29,8 @@ def mmd2_unbiased(x, y) -> float:
     MMD²_u = Σ_{i≠i'} k(x_i, x_i')/(m(m−1)) + Σ_{j≠j'} k(y_j, y_j')/(n(n−1)) − 2 Σ_{i,j} k(x_i, y_j)/(mn).
 
     Its expectation is the population MMD², so it can be negative for samples of one distribution."""
-    x, y = _as_features(x, "x"), _as_features(y, "y")
-    _check_same_dim(x, y, "x and y")
+    x, y = as_features(x, "x"), as_features(y, "y")
+    check_same_dim(x, y, "x and y")
     return _mmd2(x, y)
 
 
@@ -40,8 +40,8 @@ def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int =
     :func:`mmd2_unbiased` over ``subsets`` random subsets of ``subset_size`` rows of each set, each subset drawn
     without replacement. ``subset_size`` is capped at min(n_real, n_fake) with a warning. Deterministic in ``seed``.
     """
-    real, fake = _as_features(real, "real"), _as_features(fake, "fake")
-    _check_same_dim(real, fake, "real and fake")
+    real, fake = as_features(real, "real"), as_features(fake, "fake")
+    check_same_dim(real, fake, "real and fake")
     if subsets < 1:
         raise ValueError(f"subsets must be >= 1, got {subsets}")
     if subset_size < 2:

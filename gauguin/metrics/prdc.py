@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .frechet import _as_features, _check_same_dim
+from .frechet import as_features, check_same_dim
 
 
 def _knn_radii(x: torch.Tensor, k: int, chunk_size: int) -> torch.Tensor:
@@ -32,8 +32,8 @@ def precision_recall_density_coverage(real, fake, k: int = 5, chunk_size: int = 
     """
     if device is None:
         device = real.device if isinstance(real, torch.Tensor) else "cpu"
-    x_np, y_np = _as_features(real, "real"), _as_features(fake, "fake")
-    _check_same_dim(x_np, y_np, "real and fake")
+    x_np, y_np = as_features(real, "real"), as_features(fake, "fake")
+    check_same_dim(x_np, y_np, "real and fake")
     n, m = x_np.shape[0], y_np.shape[0]
     if not 1 <= k < min(n, m):
         raise ValueError(f"k must satisfy 1 <= k < number of samples (real: {n}, fake: {m}), got k={k}")

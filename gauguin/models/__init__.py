@@ -4,11 +4,12 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from .base import GANFamily
+from .base import DataInfo, GANFamily
 
 # name -> "module:Class"; adding a family is one line here plus models/<family>.py
 FAMILIES = {
     "dcgan": "gauguin.models.dcgan:DCGAN",
+    "spade": "gauguin.models.spade:SPADE",
 }
 
 
@@ -21,4 +22,4 @@ def get_family(name: str) -> type[GANFamily]:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["FAMILIES", "GANFamily", "get_family"]
+__all__ = ["FAMILIES", "DataInfo", "GANFamily", "get_family"]

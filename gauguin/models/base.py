@@ -1,6 +1,7 @@
 """The contract between a model family and the shared training loop."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -8,8 +9,47 @@ from torch import nn
 
 from ..config import TrainConfig
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # images in [-1, 1], integer labels
+Batch = dict[str, torch.Tensor]  # "image" in [-1, 1]; "label" (classes) or "label_map" / "instance" (semantic)
 Logs = dict[str, float]
+
+
+@dataclasses.dataclass
+class DataInfo:
+    """What a family needs to know of its dataset to build its networks; stored in checkpoints."""
+
+    num_classes: int = 1
+    classes: list[str] = dataclasses.field(default_factory=list)
+    num_labels: int = 0  # semantic label channels, incl. don't-care (0: not a semantic dataset)
+    label_names: list[str] = dataclasses.field(default_factory=list)
+    dont_care_index: int | None = None
+    has_instances: bool = False
+    image_size: tuple[int, int] = (0, 0)  # (H, W)
+    channels: int = 0
+    raw_to_index: list[int] = dataclasses.field(default_factory=list)  # label-file value -> label id (-1: invalid)
+    palette: dict[str, list[int]] | None = None  # label id -> RGB, for colour-coded label files
+
+    @classmethod
+    def of(cls, dataset) -> "DataInfo":
+        size = getattr(dataset, "image_size", 0)
+        return cls(num_classes=getattr(dataset, "num_classes", 1), classes=list(getattr(dataset, "classes", [])),
+                   num_labels=getattr(dataset, "num_labels", 0), label_names=list(getattr(dataset, "label_names", [])),
+                   dont_care_index=getattr(dataset, "dont_care_index", None),
+                   has_instances=getattr(dataset, "has_instances", False),
+                   image_size=tuple(size) if isinstance(size, (tuple, list)) else (size, size),
+                   channels=getattr(dataset, "channels", 0),
+                   raw_to_index=list(getattr(dataset, "raw_to_index", [])),
+                   palette={str(k): list(v) for k, v in (getattr(dataset, "palette", None) or {}).items()} or None)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "DataInfo":
+        """From a checkpoint's meta.json (older ones hold only ``num_classes`` and ``classes``)."""
+        values = meta.get("data") or {"num_classes": meta["num_classes"], "classes": meta.get("classes") or []}
+        info = cls(**values)
+        info.image_size = tuple(info.image_size)
+        return info
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
 
 
 class GANFamily:
@@ -23,17 +63,38 @@ class GANFamily:
     name: str = ""
     config_class: type[TrainConfig] = TrainConfig
 
-    def __init__(self, cfg: TrainConfig, num_classes: int):
+    def __init__(self, cfg: TrainConfig, data: DataInfo):
         self.cfg = cfg
-        self.num_classes = num_classes
+        self.data = data
+        self.num_classes = data.num_classes
         self.conditional = False  # whether the generator takes class labels
         self.generator: nn.Module
         self.discriminator: nn.Module
 
     # what the loop asks for
+    @classmethod
+    def build_dataset(cls, cfg: TrainConfig, split: str = "train"):
+        """The dataset the config names (classes of images by default; semantic families override)."""
+        from ..data import build_dataset
+
+        return build_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels, split)
+
     def random_inputs(self, n: int, generator: torch.Generator | None = None, labels=None) -> dict[str, Any]:
         """Generator inputs for ``n`` samples (noise, labels ...) on CPU."""
         raise NotImplementedError
+
+    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Generator inputs conditioned like the real ``batch`` (its class mix, its label maps ...)."""
+        return self.random_inputs(len(batch["image"]), generator, batch.get("label"))
+
+    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
+        """Inputs of the fixed sample grid: one row per class for conditional families."""
+        labels = self.grid_labels(columns)
+        return self.random_inputs(len(labels) if labels is not None else 8 * columns, generator, labels)
+
+    def grid_images(self, inputs: dict[str, Any], fake: torch.Tensor) -> torch.Tensor:
+        """The images shown in the grid, ``columns`` per row (semantic families add their inputs)."""
+        return fake
 
     def generate(self, G: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         return G(**inputs)

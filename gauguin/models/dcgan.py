@@ -15,7 +15,7 @@ from torch import nn
 from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn import MinibatchStddev
-from .base import Batch, GANFamily, Logs
+from .base import Batch, DataInfo, GANFamily, Logs
 
 PENALTY_LOSSES = ("wgan-gp",)
 
@@ -140,9 +140,9 @@ class DCGAN(GANFamily):
     name = "dcgan"
     config_class = DCGANConfig
 
-    def __init__(self, cfg: DCGANConfig, num_classes: int):
-        super().__init__(cfg, num_classes)
-        classes = num_classes if cfg.conditional else 0
+    def __init__(self, cfg: DCGANConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        classes = data.num_classes if cfg.conditional else 0
         self.conditional = classes > 1
         self.generator = Generator(cfg.image_size, cfg.channels, cfg.z_dim, cfg.g_width, classes)
         self.discriminator = Discriminator(cfg.image_size, cfg.channels, cfg.d_width, classes,
@@ -179,7 +179,7 @@ class DCGAN(GANFamily):
         return D(real, y), D(fake, y)
 
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
-        real, labels = batch
+        real, labels = batch["image"], batch["label"]
         y = labels if self.conditional else None
         # With one D step per G step, the G step reuses this batch of fakes (as the DCGAN recipe
         # does), so G runs forward once per step; its graph is kept for that.
@@ -205,7 +205,7 @@ class DCGAN(GANFamily):
         return loss, logs
 
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
-        real, labels = batch
+        real, labels = batch["image"], batch["label"]
         y = labels if self.conditional else None
         fake = self._fake_for_g if self._fake_for_g is not None else self._fake(G, real, labels)
         self._fake_for_g = None

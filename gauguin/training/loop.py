@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, TrainConfig
-from ..data import build_dataset
-from ..metrics import sliced_wasserstein
-from ..models import GANFamily, get_family
+from ..metrics import create_extractor, extract, sliced_wasserstein
+from ..metrics.evaluate import check_metric_names, compute_metrics
+from ..metrics.sources import ImageSet
+from ..models import DataInfo, GANFamily, get_family
 from . import checkpoint as ckpt
 from .distributed import (DistInfo, average_gradients, barrier, broadcast_buffers, broadcast_flag, broadcast_module,
                           gather_objects, init_distributed, shutdown)
@@ -31,7 +32,6 @@ from .rng import capture_rng, restore_rng, seed_all
 from .sampler import EpochBatchSampler
 
 GRID_COLUMNS = 10
-EVAL_SAMPLES = 1024
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -104,8 +104,10 @@ class Trainer:
                               "or set out_dir=... to start a new one")
 
         seed_all(cfg.seed)  # same initial weights on every rank
-        self.dataset = build_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
-        self.family: GANFamily = get_family(family_name)(cfg, self.dataset.num_classes)
+        family_cls = get_family(family_name)
+        self.dataset = family_cls.build_dataset(cfg)
+        self.data_info = DataInfo.of(self.dataset)
+        self.family: GANFamily = family_cls(cfg, self.data_info)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.G = self.family.generator.to(self.device, memory_format=fmt)
         self.D = self.family.discriminator.to(self.device, memory_format=fmt)
@@ -121,12 +123,17 @@ class Trainer:
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size // self.dist.world_size, cfg.seed,
                                          self.dist.rank, self.dist.world_size)
         self.state = TrainState()
+        try:
+            check_metric_names(list(cfg.eval_metrics))
+        except ValueError as err:
+            raise ConfigError(f"eval_metrics: {err}") from None
+        self._extractor = self._real_features = None  # of eval_metrics, made at the first evaluation
         seed_all(cfg.seed + 1 + self.dist.rank)  # ranks draw different noise
         if found is not None:
             self._restore(*found)
-        grid_labels = self.family.grid_labels(GRID_COLUMNS)
-        n_grid = len(grid_labels) if grid_labels is not None else 8 * GRID_COLUMNS
-        self.grid_inputs = self.family.random_inputs(n_grid, torch.Generator().manual_seed(cfg.seed), grid_labels)
+        with torch.random.fork_rng(devices=[]):  # the grid must not move the training RNG (exact resume)
+            self.grid_inputs = self.family.grid_inputs(self.dataset, GRID_COLUMNS,
+                                                       torch.Generator().manual_seed(cfg.seed))
 
     def lr_factor(self, step: int) -> float:
         """Constant, then linear decay to 0 from ``lr_decay_start * steps`` (pix2pix/CycleGAN schedule)."""
@@ -141,10 +148,11 @@ class Trainer:
         return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=True)
 
     # ------------------------------------------------------------------ the loop
-    def next_batch(self):
-        images, labels = self.dataset.get_batch(self.sampler.next_indices())
-        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return images, labels.to(self.device, non_blocking=True)
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        batch = as_batch(self.dataset.get_batch(self.sampler.next_indices()))
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        batch["image"] = batch["image"].contiguous(memory_format=self.memory_format)
+        return batch
 
     def train_step(self, step: int) -> dict[str, float]:
         """``d_steps_per_g_step`` discriminator updates, then one generator update; returns the losses."""
@@ -181,7 +189,7 @@ class Trainer:
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             logger.write(f"gauguin: training {self.family_name} on {cfg.dataset} ({len(self.dataset)} images, "
-                         f"{self.dataset.num_classes} classes) on {self.device} x{self.dist.world_size}, "
+                         f"{self._data_summary()}) on {self.device} x{self.dist.world_size}, "
                          f"{self.precision}, from step {self.state.step}")
         images_per_step = cfg.batch_size * cfg.d_steps_per_g_step
         logger.images_per_second(self.state.step * images_per_step)
@@ -212,6 +220,10 @@ class Trainer:
         barrier(self.dist)
         shutdown(self.dist)
         return last_path
+
+    def _data_summary(self) -> str:
+        info = self.data_info
+        return f"{info.num_labels} labels" if info.num_labels else f"{info.num_classes} classes"
 
     # ------------------------------------------------------------------ sampling and metric
     def sampling_generator(self) -> nn.Module:
@@ -249,26 +261,47 @@ class Trainer:
         return torch.cat(out)
 
     def write_grid(self, logger: RunLogger, step: int) -> None:
-        grid = make_grid(self.generate(self.grid_inputs), GRID_COLUMNS)
+        grid = make_grid(self.family.grid_images(self.grid_inputs, self.generate(self.grid_inputs)), GRID_COLUMNS)
         save_png(grid, self.out_dir / "samples" / f"step_{step:07d}.png")
         save_png(grid, self.out_dir / "samples" / "latest.png")
         logger.image(step, "samples", grid)
 
     def evaluate(self, logger: RunLogger, step: int) -> bool:
-        """Sliced Wasserstein distance of up to 1024 samples to as many real images; True if the best so far."""
+        """SWD (always) and ``eval_metrics`` of ``eval_samples`` generated images against as many real ones
+        (the same real ones every time, with the real class mix); True if ``best_metric`` is the best so far."""
         if not self.dist.is_main:
             return False
         gen = torch.Generator().manual_seed(self.cfg.seed + 11)
-        idx = torch.randperm(len(self.dataset), generator=gen)[:EVAL_SAMPLES]
-        real, labels = self.dataset.get_batch(idx)
-        fake = self.generate(self.family.random_inputs(len(idx), gen, labels))  # the real class mix
-        swd = sliced_wasserstein(real, fake)
-        self.state.history.append([step, swd])
-        logger.scalars(step, {"swd": swd})
-        if swd < self.state.best_metric:
-            self.state.best_metric = swd
+        idx = torch.randperm(len(self.dataset), generator=gen)[: self.cfg.eval_samples]
+        with torch.random.fork_rng(devices=[]):  # augmentation must not move the training RNG
+            batch = as_batch(self.dataset.get_batch(idx))
+        real, labels = batch["image"], batch.get("label")
+        fake = self.generate(self.family.inputs_like(batch, gen))
+        scores = {"swd": sliced_wasserstein(real, fake)}
+        if self.cfg.eval_metrics:
+            scores.update(self._eval_metrics(real, fake, labels if self.family.conditional else None))
+        self.state.history.append([step, scores[self.cfg.best_metric]])
+        logger.scalars(step, scores)
+        if scores[self.cfg.best_metric] < self.state.best_metric:
+            self.state.best_metric = scores[self.cfg.best_metric]
             return True
         return False
+
+    def _eval_metrics(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+        """``eval_metrics`` as flat scalars (``kid``, ``is``: means; ``pr``: its four numbers)."""
+        if self._extractor is None:  # once per run: the extractor and the real images' features
+            self._extractor = create_extractor(self.cfg.eval_extractor, self.cfg.eval_weights or None, self.device)
+            self._real_features = extract(self._extractor, real, progress=False)
+        fake_set = ImageSet(fake, labels, "generated", "")
+        values = compute_metrics(list(self.cfg.eval_metrics), fake_set, self._extractor, self._real_features,
+                                 seed=self.cfg.seed, progress=False)
+        flat = {}
+        for name, value in values.items():
+            if isinstance(value, dict):
+                flat.update({name: value["mean"]} if "mean" in value else value)
+            else:
+                flat[name] = value
+        return flat
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, step: int, best: bool, periodic: bool) -> Path | None:
@@ -293,8 +326,9 @@ class Trainer:
             "format": "gauguin-checkpoint-1",
             "family": self.family_name,
             "config": self.cfg.to_dict(),
-            "num_classes": self.dataset.num_classes,
-            "classes": list(getattr(self.dataset, "classes", [])),
+            "num_classes": self.data_info.num_classes,
+            "classes": self.data_info.classes,
+            "data": self.data_info.to_dict(),
             "step": step,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "world_size": self.dist.world_size,
@@ -341,6 +375,11 @@ class Trainer:
         restore_rng(rng)
         self.state = TrainState(meta["step"], meta["best_metric"] if meta["best_metric"] is not None else math.inf,
                                 meta["metric_history"])
+
+
+def as_batch(batch) -> dict[str, torch.Tensor]:
+    """A dataset's batch as a dict: (images, labels) of class datasets become ``image`` / ``label``."""
+    return batch if isinstance(batch, dict) else {"image": batch[0], "label": batch[1]}
 
 
 def _to(inputs: dict, device: torch.device) -> dict:

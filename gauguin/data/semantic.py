@@ -1,0 +1,699 @@
+"""Paired semantic-synthesis data: a photo, its label map and optionally an instance map.
+
+The shared machinery of the SPADE / pix2pix / pix2pixHD datasets (COCO-Stuff, Cityscapes,
+ADE20K and folders of your own pairs):
+
+- reading label maps in 8-bit grey, palette ('P': the index is the id), 16-bit, or RGB colour
+  codes with a palette (:func:`read_label_file`, :func:`load_palette`), and instance maps
+  (:func:`read_instance_file`);
+- SPADE's preprocessing modes, applied identically to the photo (bicubic, antialiased) and to the
+  label and instance maps (nearest neighbour, so no id is ever invented): ``resize_and_crop``,
+  ``scale_width_and_crop``, ``fixed`` and ``none``, plus a random horizontal flip;
+- :class:`SemanticDataset`, whose ``get_batch(indices)`` gives ``{"image", "label_map"[,
+  "instance"]}``; the random crop offsets and flips are drawn from torch's global RNG in the
+  calling thread, in index order, before any file is decoded, so a run restored with its RNG
+  state sees exactly the same batches;
+- :func:`build_semantic_dataset` for specs like ``"coco-stuff:PATH"``.
+
+One-hot encoding is not done here: the training step does it on the device
+(:mod:`gauguin.nn.labels`).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.folder import DECODE_THREADS, IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+PREPROCESS_MODES = ("resize_and_crop", "scale_width_and_crop", "fixed", "none")
+DONT_CARE_NAME = "dont_care"
+LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG label map has invented ids
+RGB = tuple[int, int, int]
+
+_SHOWN_IN_MESSAGES = 5
+_ID_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
+_COLOUR_MODES = ("RGB", "RGBA")
+
+
+# ----------------------------------------------------------------------------- reading files
+def read_label_file(path: str | Path) -> np.ndarray:
+    """The raw content of a label map: ``[H, W]`` integer ids, or ``[H, W, 3]`` uint8 colours.
+
+    8-bit grey ('L'), bilevel ('1') and palette images ('P', whose palette index is the id) give
+    uint8 ids; 16-bit ('I;16') and 32-bit ('I') images give wider integers; RGB(A) images give
+    their colours, to be turned into ids with a palette (:func:`colors_to_ids`). Anything else, or
+    a file that cannot be decoded, raises :class:`BadDataError` naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in _ID_MODES:
+                array = np.array(image)
+            elif mode in ("LA", "PA"):  # grey or palette ids with an alpha channel: drop the alpha
+                array = np.array(image.getchannel(0))
+            elif mode in _COLOUR_MODES:
+                array = np.array(image.convert("RGB"))
+            else:
+                raise BadDataError(
+                    f"label map {path} is a {mode!r} image; label maps must hold integer ids (8- or "
+                    "16-bit grey, or palette) or RGB colour codes. Fix: re-export it as such a PNG."
+                )
+    except BadDataError:
+        raise
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+        raise _undecodable(path, "label map", err) from err
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    return array
+
+
+def read_instance_file(path: str | Path) -> np.ndarray:
+    """An instance map as ``[H, W]`` integer ids (8-, 16- or 32-bit grey, or palette)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.mode not in _ID_MODES:
+                raise BadDataError(
+                    f"instance map {path} is a {image.mode!r} image; instance maps must hold integer "
+                    "ids (8-bit, 16-bit or 32-bit grey). Fix: re-export it as a grey PNG of ids."
+                )
+            array = np.array(image)
+    except BadDataError:
+        raise
+    except Exception as err:  # PIL raises many types
+        raise _undecodable(path, "instance map", err) from err
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.size and int(array.min()) < 0:
+        raise BadDataError(f"instance map {path} holds negative ids; fix: re-export it with ids >= 0")
+    return array
+
+
+def read_rgb_image(path: str | Path) -> Image.Image:
+    """The photo at ``path`` as an RGB PIL image, pixels exactly as stored (no EXIF rotation:
+    label maps are drawn on the stored pixels); 16-bit grey is scaled, alpha goes on white."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                grey = np.array(image).astype(np.float32)
+                image = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            return image.convert("RGB")
+    except Exception as err:
+        raise _undecodable(path, "image", err) from err
+
+
+def _undecodable(path: Path, what: str, err: Exception) -> BadDataError:
+    return BadDataError(
+        f"cannot decode {what} {path} ({type(err).__name__}: {err}); the file is unreadable or "
+        "corrupt. Fix: re-export or re-download it, or delete it together with its pair."
+    )
+
+
+# ---------------------------------------------------------------------------------- palettes
+def load_palette(source: str | Path | Mapping | Sequence) -> dict[int, RGB]:
+    """A palette ``{label id: (r, g, b)}`` from a JSON or YAML file, a mapping or a list.
+
+    The file (or object) holds either a mapping ``{id: [r, g, b]}`` (ids as ints or digit strings)
+    or a list of ``[r, g, b]`` whose position is the id. Colours must be distinct.
+    """
+    where = "palette"
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        where = f"palette file {path}"
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"{where} does not exist; pass palette=PATH of a JSON/YAML file mapping each label "
+                "id to [r, g, b], or palette='infer'"
+            )
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml  # YAML is a superset of JSON: it reads both
+
+                data = yaml.safe_load(text)
+        except Exception as err:
+            raise BadDataError(f"cannot parse {where} ({err}); fix its JSON/YAML syntax") from err
+    else:
+        data = source
+
+    if isinstance(data, Mapping):
+        items = list(data.items())
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        items = list(enumerate(data))
+    else:
+        raise BadDataError(
+            f"{where} must be a mapping {{id: [r, g, b]}} or a list of [r, g, b], got {type(data).__name__}"
+        )
+    palette: dict[int, RGB] = {}
+    for key, colour in items:
+        try:
+            label = int(key)
+            rgb = tuple(int(c) for c in colour)
+        except (TypeError, ValueError):
+            raise BadDataError(
+                f"{where}: entry {key!r}: {colour!r} is not 'id: [r, g, b]' with integer id and colour"
+            ) from None
+        if label < 0 or len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+            raise BadDataError(
+                f"{where}: entry {key!r}: {colour!r} needs an id >= 0 and three colour values in 0..255"
+            )
+        palette[label] = rgb  # type: ignore[assignment]
+    if not palette:
+        raise BadDataError(f"{where} is empty; it must give a colour to every label id")
+    seen: dict[RGB, int] = {}
+    for label, rgb in palette.items():
+        if rgb in seen:
+            raise BadDataError(
+                f"{where}: ids {seen[rgb]} and {label} share the colour {list(rgb)}; each id needs its own colour"
+            )
+        seen[rgb] = label
+    return dict(sorted(palette.items()))
+
+
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.uint32, copy=False)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def unique_colors(rgb: np.ndarray) -> list[RGB]:
+    """The distinct colours of an ``[H, W, 3]`` uint8 array, sorted by (r, g, b)."""
+    codes = np.unique(_colour_codes(rgb))
+    return [(int(c >> 16), int((c >> 8) & 255), int(c & 255)) for c in codes]
+
+
+def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path = "label map") -> np.ndarray:
+    """Label ids ``[H, W]`` (int32) of an RGB label map; a colour absent from ``palette`` is a
+    :class:`BadDataError` naming the file and the colour."""
+    codes = np.array([(r << 16) | (g << 8) | b for r, g, b in palette.values()], dtype=np.uint32)
+    ids = np.array(list(palette.keys()), dtype=np.int32)
+    order = np.argsort(codes)
+    codes, ids = codes[order], ids[order]
+    pixels = _colour_codes(rgb)
+    pos = np.minimum(np.searchsorted(codes, pixels), len(codes) - 1)
+    unknown = codes[pos] != pixels
+    if unknown.any():
+        bad = unique_colors(rgb[unknown][:, None, :])
+        shown = ", ".join(str(list(c)) for c in bad[:_SHOWN_IN_MESSAGES])
+        more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
+        raise BadDataError(
+            f"label map {path} has {int(unknown.sum())} pixel(s) of colour(s) {shown}{more} that the "
+            "palette does not list. Fix: add these colours to the palette file, or pass palette='infer'."
+        )
+    return ids[pos]
+
+
+# ----------------------------------------------------------------------------- preprocessing
+@dataclass(frozen=True)
+class _Plan:
+    """How one sample is resized, cropped and flipped."""
+
+    resize: tuple[int, int] | None  # (width, height) to resize to, or None to keep the size
+    top: int
+    left: int
+    height: int  # of the crop
+    width: int
+    flip: bool
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """SPADE's preprocessing options, shared by the photo, the label and the instance map.
+
+    - ``resize_and_crop``: resize to ``load_size`` wide × ``load_size / aspect_ratio`` high, then
+      crop ``crop_size`` wide × ``crop_size / aspect_ratio`` high (square at aspect 1, as SPADE);
+    - ``scale_width_and_crop``: scale the width to ``load_size`` keeping the aspect (the height
+      is at least the crop's), then crop as above;
+    - ``fixed``: resize to ``crop_size`` wide × ``round(crop_size / aspect_ratio)`` high;
+    - ``none``: keep the files' size (they must all have it).
+
+    Crops are random and flips (when ``flip``) happen with probability 1/2 when augmenting;
+    otherwise the crop is centered and nothing is flipped.
+    """
+
+    mode: str = "resize_and_crop"
+    crop_size: int = 256
+    load_size: int = 286
+    aspect_ratio: float = 1.0
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESS_MODES:
+            close = difflib.get_close_matches(str(self.mode), PREPROCESS_MODES, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"unknown preprocess {self.mode!r}; valid modes are {', '.join(map(repr, PREPROCESS_MODES))}{hint}"
+            )
+        if self.crop_size < 1 or self.load_size < 1:
+            raise ValueError(f"crop_size and load_size must be positive, got {self.crop_size}, {self.load_size}")
+        if not self.aspect_ratio > 0:
+            raise ValueError(f"aspect_ratio (width / height) must be positive, got {self.aspect_ratio}")
+        if self.mode in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
+            raise ValueError(
+                f"preprocess={self.mode!r} crops crop_size={self.crop_size} out of load_size="
+                f"{self.load_size}: load_size must be >= crop_size"
+            )
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """(height, width) of the crop, and of every output except in mode ``none``."""
+        return max(1, round(self.crop_size / self.aspect_ratio)), self.crop_size
+
+    def plan(self, width: int, height: int, draw: tuple[float, float, float] | None) -> _Plan:
+        """The plan for a ``width`` × ``height`` sample; ``draw`` = uniform (y, x, flip) numbers, or
+        None for the deterministic center crop without flip."""
+        crop_h, crop_w = self.crop_hw
+        if self.mode == "none":
+            resize, full = None, (width, height)
+        elif self.mode == "fixed":
+            resize = full = (crop_w, crop_h)
+        elif self.mode == "resize_and_crop":
+            resize = full = (self.load_size, max(crop_h, round(self.load_size / self.aspect_ratio)))
+        else:  # scale_width_and_crop
+            resize = full = (self.load_size, max(crop_h, round(self.load_size * height / width)))
+        if self.mode in ("none", "fixed"):
+            crop_w, crop_h = full
+        if resize == (width, height):
+            resize = None
+        range_y, range_x = full[1] - crop_h, full[0] - crop_w
+        if draw is None:
+            return _Plan(resize, range_y // 2, range_x // 2, crop_h, crop_w, False)
+        u_y, u_x, u_flip = draw
+        top = min(int(u_y * (range_y + 1)), range_y)
+        left = min(int(u_x * (range_x + 1)), range_x)
+        return _Plan(resize, top, left, crop_h, crop_w, self.flip and u_flip < 0.5)
+
+
+def _nearest_indices(size_in: int, size_out: int, start: int, length: int) -> np.ndarray:
+    """Source indices of output pixels ``start .. start+length-1`` of a nearest resize (pixel centers)."""
+    out = np.arange(start, start + length, dtype=np.float64)
+    return np.minimum(((out + 0.5) * size_in / size_out).astype(np.int64), size_in - 1)
+
+
+def apply_to_ids(array: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Resize (nearest neighbour), crop and flip an ``[H, W]`` id map by ``plan``; the output holds
+    only ids of the input."""
+    height, width = array.shape
+    out_w, out_h = plan.resize or (width, height)
+    rows = _nearest_indices(height, out_h, plan.top, plan.height)
+    cols = _nearest_indices(width, out_w, plan.left, plan.width)
+    if plan.flip:
+        cols = cols[::-1]
+    return array[np.ix_(rows, cols)]
+
+
+def apply_to_image(image: Image.Image, plan: _Plan) -> np.ndarray:
+    """Resize (bicubic, antialiased), crop and flip a PIL RGB image by ``plan``: uint8 ``[h, w, 3]``."""
+    if plan.resize is not None:
+        image = image.resize(plan.resize, Image.Resampling.BICUBIC)
+    pixels = np.asarray(image)[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width]
+    if plan.flip:
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(pixels)
+
+
+# ---------------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class SemanticSample:
+    """One training example's files."""
+
+    key: str  # what joins them (file stem or Cityscapes prefix)
+    image: Path
+    label: Path
+    instance: Path | None = None
+
+
+class SemanticDataset(Dataset):
+    """Pairs of photo and label map (and instance map) served as SPADE / pix2pixHD batches.
+
+    Subclasses find the files and define the mapping of raw label values to channel indices
+    (``raw_to_index``: a lookup table, -1 for invalid raw values). Attributes:
+
+    - ``num_labels``: one-hot channels, including the don't-care channel when there is one;
+    - ``label_names`` (length ``num_labels``), ``dont_care_index`` (or None);
+    - ``has_instances``: batches carry ``"instance"``;
+    - ``image_size``: (H, W) of every output; ``channels`` = 3;
+    - ``source_files``: every file read; ``samples``: the :class:`SemanticSample` list.
+    """
+
+    channels = 3
+    kind = "semantic"  # the name in messages and build_semantic_dataset
+
+    def __init__(
+        self,
+        samples: Sequence[SemanticSample],
+        *,
+        root: Path,
+        raw_to_index: np.ndarray,
+        label_names: Sequence[str],
+        dont_care_index: int | None,
+        preprocessing: Preprocessing,
+        augment: bool,
+        palette: Mapping[int, RGB] | None = None,
+        extra_source_files: Sequence[Path] = (),
+    ) -> None:
+        if not samples:
+            raise BadDataError(f"no samples in {root}")
+        self.root = Path(root)
+        self.samples = list(samples)
+        self.num_labels = len(label_names)
+        self.label_names = list(label_names)
+        self.dont_care_index = dont_care_index
+        self.has_instances = all(sample.instance is not None for sample in self.samples)
+        self.preprocessing = preprocessing
+        self.augment = bool(augment)
+        self.palette = dict(palette) if palette is not None else None
+        self._lut = np.asarray(raw_to_index, dtype=np.int64)
+        valid = self._lut[self._lut >= 0]
+        if valid.size == 0 or int(valid.max()) >= self.num_labels:
+            raise ValueError("raw_to_index must map some raw value and only to 0..num_labels-1")
+        self._extra_source_files = list(extra_source_files)
+        if preprocessing.mode == "none":
+            first = self.samples[0].image
+            try:
+                with Image.open(first) as image:
+                    width, height = image.size
+            except Exception as err:
+                raise _undecodable(first, "image", err) from err
+            self.image_size = (height, width)
+        else:
+            self.image_size = preprocessing.crop_hw
+
+    # -------------------------------------------------------------------- the public interface
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def raw_to_index(self) -> list[int]:
+        """Label channel of each raw value in the label files (-1: not allowed)."""
+        return self._lut.tolist()
+
+    @property
+    def source_files(self) -> list[Path]:
+        """Every file this dataset reads (photos, label maps, instance maps, palette)."""
+        files = [path for sample in self.samples for path in (sample.image, sample.label, sample.instance) if path]
+        return files + self._extra_source_files
+
+    def get_batch(self, indices: Tensor | Sequence[int]) -> dict[str, Tensor]:
+        """``{"image": float32 [B, 3, H, W] in [-1, 1], "label_map": int64 [B, H, W],
+        "instance": int64 [B, H, W] (when has_instances)}``.
+
+        When augmenting, the random crops and flips are drawn first, from torch's global RNG in
+        this thread (one ``torch.rand(B, 3, dtype=float64)``, in index order); decoding then runs
+        in a thread pool. Without augmentation the RNG is not touched.
+        """
+        indices = torch.as_tensor(indices, dtype=torch.long, device="cpu").reshape(-1).tolist()
+        if not indices:
+            raise ValueError("get_batch needs at least one index")
+        for index in indices:
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"index {index} out of range for {len(self)} samples")
+        if self.augment:
+            draws = [tuple(row) for row in torch.rand(len(indices), 3, dtype=torch.float64).tolist()]
+        else:
+            draws = [None] * len(indices)
+        jobs = list(zip(indices, draws))
+        if len(jobs) == 1:
+            decoded = [self._decode(*jobs[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(jobs))) as pool:  # PIL frees the GIL
+                decoded = list(pool.map(lambda job: self._decode(*job), jobs))
+        images = torch.from_numpy(np.stack([d[0] for d in decoded])).permute(0, 3, 1, 2)
+        batch = {
+            "image": images.float().div_(127.5).sub_(1.0).contiguous(),
+            "label_map": torch.from_numpy(np.stack([d[1] for d in decoded])),
+        }
+        if self.has_instances:
+            batch["instance"] = torch.from_numpy(np.stack([d[2] for d in decoded]))
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """One sample, as :meth:`get_batch` without the batch dimension."""
+        return {key: value[0] for key, value in self.get_batch([index]).items()}
+
+    def __repr__(self) -> str:
+        pre = self.preprocessing
+        return (
+            f"{type(self).__name__}(root='{self.root}', n={len(self)}, num_labels={self.num_labels}, "
+            f"image_size={self.image_size}, preprocess={pre.mode!r}, instances={self.has_instances}, "
+            f"augment={self.augment})"
+        )
+
+    # ------------------------------------------------------------------------------ decoding
+    def _decode(self, index: int, draw: tuple[float, float, float] | None) -> tuple[np.ndarray, ...]:
+        sample = self.samples[index]
+        image = read_rgb_image(sample.image)
+        raw = self._raw_ids(sample.label)
+        self._check_same_size(sample.image, image.size, sample.label, raw.shape)
+        self._check_ids(raw, sample.label)
+        plan = self.preprocessing.plan(image.width, image.height, draw)
+        if self.preprocessing.mode == "none" and (image.height, image.width) != self.image_size:
+            raise BadDataError(
+                f"image {sample.image} is {image.width}x{image.height} but preprocess='none' needs every "
+                f"image at {self.image_size[1]}x{self.image_size[0]} (the first one's size). Fix: resize "
+                "the files, or use preprocess='resize_and_crop' or 'fixed'."
+            )
+        pixels = apply_to_image(image, plan)
+        label = self._lut[apply_to_ids(raw, plan)]
+        instance = None
+        if self.has_instances:
+            instance_raw = read_instance_file(sample.instance)
+            self._check_same_size(sample.image, image.size, sample.instance, instance_raw.shape, "instance map")
+            instance = apply_to_ids(instance_raw, plan).astype(np.int64)
+        return pixels, label, instance
+
+    def _raw_ids(self, path: Path) -> np.ndarray:
+        """Raw label values ``[H, W]`` of a label map (colour maps go through the palette)."""
+        array = read_label_file(path)
+        if array.ndim == 3:
+            if self.palette is None:
+                raise BadDataError(self._no_palette_message(path))
+            return colors_to_ids(array, self.palette, path)
+        return array
+
+    def _no_palette_message(self, path: Path) -> str:
+        return (
+            f"label map {path} is an RGB colour image, but {self.kind} label maps hold one integer "
+            "id per pixel (8-bit grey). Fix: use the dataset's id-valued label maps, not the "
+            "colour visualisations."
+        )
+
+    def _label_fix(self) -> str:
+        """How to fix an out-of-range id, for messages."""
+        return "Fix: re-export the label map with valid ids."
+
+    def _valid_ids_text(self) -> str:
+        valid = np.flatnonzero(self._lut >= 0)
+        return _ranges_text(valid)
+
+    def _check_ids(self, raw: np.ndarray, path: Path) -> None:
+        """Every raw value of ``raw`` must map to a channel; else BadDataError naming ``path``."""
+        if raw.size == 0:
+            raise BadDataError(f"label map {path} is empty (0 pixels); fix: re-export it")
+        lo, hi = int(raw.min()), int(raw.max())
+        size = len(self._lut)
+        if lo >= 0 and hi < size:
+            counts = np.bincount(raw.ravel(), minlength=size)[:size]
+            bad = np.flatnonzero((counts > 0) & (self._lut < 0))
+            if bad.size == 0:
+                return
+        else:
+            bad = np.unique(raw[(raw < 0) | (raw >= size)])
+        shown = ", ".join(str(int(v)) for v in bad[:_SHOWN_IN_MESSAGES])
+        more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
+        raise BadDataError(
+            f"label map {path} holds id(s) {shown}{more}, outside the ids {self.kind} accepts "
+            f"({self._valid_ids_text()}; num_labels={self.num_labels}). {self._label_fix()}"
+        )
+
+    @staticmethod
+    def _check_same_size(image_path: Path, image_size: tuple[int, int], other: Path,
+                         shape: tuple[int, ...], what: str = "label map") -> None:
+        if tuple(shape[:2]) != (image_size[1], image_size[0]):
+            raise BadDataError(
+                f"{what} {other} is {shape[1]}x{shape[0]} but its image {image_path} is "
+                f"{image_size[0]}x{image_size[1]}; a {what} must have its image's size. Fix: "
+                f"re-export the {what} at the image's size (or pair it with the right image)."
+            )
+
+
+def _ranges_text(values: np.ndarray) -> str:
+    """``[0, 1, 2, 5, 255]`` -> ``"0..2, 5, 255"``."""
+    parts, values = [], [int(v) for v in values]
+    start = prev = values[0]
+    for value in values[1:] + [None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------- helpers for subclasses
+def require_folder(path: Path, what: str, fix: str) -> Path:
+    """``path`` if it is a folder, else DatasetNotFoundError saying what was expected there."""
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"{what} {path} does not exist. {fix}")
+    return path
+
+
+def files_by_key(
+    files: Sequence[Path], key: Callable[[Path], str | None], folder: Path, what: str
+) -> dict[str, Path]:
+    """``{key(file): file}``; files whose key is None are skipped; a key twice is BadDataError."""
+    found: dict[str, Path] = {}
+    for path in sorted(files):
+        name = key(path)
+        if name is None:
+            continue
+        if name in found:
+            raise BadDataError(
+                f"two {what} in {folder} share the name {name!r}: {found[name]} and {path}; "
+                "fix: keep one of them (files are joined by name)"
+            )
+        found[name] = path
+    return found
+
+
+def list_files(folder: Path, extensions: Sequence[str], recursive: bool = False) -> list[Path]:
+    """Visible files of ``folder`` (and its sub-folders when ``recursive``) with these extensions."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        path
+        for path in found
+        if path.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    )
+
+
+def join_pairs(
+    images: Mapping[str, Path], labels: Mapping[str, Path], image_folder: Path, label_folder: Path
+) -> list[str]:
+    """The keys with both an image and a label, sorted; an unpaired file is BadDataError."""
+    if not images and not labels:
+        raise BadDataError(
+            f"no images in {image_folder} and no label maps in {label_folder}; the folders are "
+            f"empty. Fix: point the dataset at a folder holding the pairs (images: "
+            f"{', '.join(IMAGE_EXTENSIONS)}; labels: {', '.join(LABEL_EXTENSIONS)})."
+        )
+    no_label = sorted(set(images) - set(labels))
+    no_image = sorted(set(labels) - set(images))
+    if no_label or no_image:
+        lines = []
+        if no_label:
+            lines.append(
+                f"{len(no_label)} image(s) in {image_folder} have no label map in {label_folder}: "
+                + _short([images[k].name for k in no_label])
+            )
+        if no_image:
+            lines.append(
+                f"{len(no_image)} label map(s) in {label_folder} have no image in {image_folder}: "
+                + _short([labels[k].name for k in no_image])
+            )
+        raise BadDataError(
+            "missing pair: " + "; ".join(lines) + ". Fix: add the missing files or delete the "
+            "unpaired ones (an image and its label map are joined by name)."
+        )
+    return sorted(images)
+
+
+def join_instances(
+    keys: Sequence[str], instances: Mapping[str, Path], use_instances: bool | str, folder: Path,
+    pattern: str,
+) -> dict[str, Path] | None:
+    """The instance map of every key, or None when not used; ``use_instances`` True, False or
+    "auto" (use them when there are any)."""
+    if use_instances not in (True, False, "auto"):
+        raise ValueError(f"use_instances must be True, False or 'auto', got {use_instances!r}")
+    if use_instances is False:
+        return None
+    if not instances:
+        if use_instances == "auto":
+            return None
+        raise BadDataError(
+            f"use_instances=True but there are no instance maps ({pattern}) in {folder}. Fix: add "
+            "them, or pass use_instances=False to train without instance boundaries."
+        )
+    missing = [key for key in keys if key not in instances]
+    if missing:
+        raise BadDataError(
+            f"missing pair: {len(missing)} of {len(keys)} samples have no instance map ({pattern}) "
+            f"in {folder}: {_short(missing)}. Fix: add them, or pass use_instances=False."
+        )
+    return {key: instances[key] for key in keys}
+
+
+def _short(names: Sequence[str]) -> str:
+    shown = ", ".join(str(name) for name in names[:_SHOWN_IN_MESSAGES])
+    return shown + (f" and {len(names) - _SHOWN_IN_MESSAGES} more" if len(names) > _SHOWN_IN_MESSAGES else "")
+
+
+def check_split(split: str, valid: Sequence[str], dataset: str) -> str:
+    if split not in valid:
+        raise ValueError(f"{dataset} has splits {', '.join(map(repr, valid))}, not {split!r}")
+    return split
+
+
+# ---------------------------------------------------------------------------- by name (spec)
+# kind -> "module:Class" (imported when used) or a callable(root, split=..., **kwargs).
+# Add a kind by adding an entry; a kind in ROOTLESS_KINDS is written without ":PATH" and its
+# factory is called as factory(split=..., **kwargs) (root=PATH when one is given).
+SEMANTIC_DATASETS: dict[str, str | Callable[..., Any]] = {
+    "coco-stuff": "gauguin.data.coco_stuff:CocoStuff",
+    "cityscapes": "gauguin.data.cityscapes:Cityscapes",
+    "ade20k": "gauguin.data.ade20k:ADE20K",
+    "fashion-mnist": "gauguin.data.silhouettes:FashionMNISTSilhouettes",
+    "folder": "gauguin.data.label_folder:LabelFolder",
+}
+ROOTLESS_KINDS: set[str] = {"fashion-mnist"}
+
+
+def build_semantic_dataset(spec: str, split: str = "train", **kwargs: Any) -> Any:
+    """The dataset named by ``spec``: ``"coco-stuff:PATH"``, ``"cityscapes:PATH"``,
+    ``"ade20k:PATH"``, ``"folder:PATH"`` or ``"fashion-mnist"`` (silhouettes); ``kwargs`` go to its constructor (``crop_size``,
+    ``preprocess``, ``augment``, ...)."""
+    kind, sep, root = str(spec).partition(":")
+    kind = kind.strip().lower().replace("_", "-")
+    if kind not in SEMANTIC_DATASETS:
+        valid = tuple(SEMANTIC_DATASETS)
+        close = difflib.get_close_matches(kind, valid, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown semantic dataset {kind!r} in {spec!r}; valid kinds are "
+            f"{', '.join(repr(k) for k in valid)} (written KIND:PATH){hint}"
+        )
+    factory = SEMANTIC_DATASETS[kind]
+    if isinstance(factory, str):
+        module, _, name = factory.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+    if kind in ROOTLESS_KINDS:
+        return factory(split=split, **kwargs) if not root else factory(root=root, split=split, **kwargs)
+    if not sep or not root.strip():
+        raise ValueError(f"{spec!r} names no folder; write {kind}:PATH")
+    return factory(root, split=split, **kwargs)

@@ -1,0 +1,230 @@
+"""SPADE / GauGAN (Park et al. 2019): semantic image synthesis from label maps.
+
+Losses (§3, appendix A): hinge adversarial loss on a 2-scale spectral-norm PatchGAN, D's feature
+matching (λ_FM 10, summed over layers as the official code does), a VGG19 perceptual loss (λ_VGG
+10, only when VGG19 weights are given), and with the style encoder the KL divergence of its
+posterior to N(0, I) (λ_KL 0.05). TTUR: Adam β=(0, 0.999), lr G 1e-4, D 4e-4, linear decay over
+the second half.
+
+The training step differs from the official code only in cost, not in what it computes:
+G runs forward once per iteration (the D step and the G step share the fakes), D sees real and
+fake in one batch, D's weight gradients are not computed in the G step, and the label map is
+resized once per resolution for all SPADE layers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .. import losses
+from ..config import ConfigError, TrainConfig
+from ..nn.labels import colorize_labels, semantic_input
+from ..nn.vgg import VGGLoss, load_vgg19
+from .base import Batch, DataInfo, GANFamily, Logs
+from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, reparameterize
+
+
+@dataclasses.dataclass
+class SPADEConfig(TrainConfig):
+    """The paper's networks, losses and schedule; the data defaults to Fashion-MNIST silhouettes at
+    32 px (configs/spade_*.yaml hold the paper's COCO-Stuff / ADE20K / Cityscapes settings)."""
+
+    dataset: str = "fashion-mnist"  # fashion-mnist | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
+    out_dir: str = "runs/spade"
+    split: str = "train"  # the split trained on (train, val; fashion-mnist: train, test)
+    image_size: int = 32  # crop width (crop_size)
+    load_size: int = 0  # resize before cropping (0 = the dataset's default)
+    aspect_ratio: float = 1.0  # width / height (Cityscapes 2.0)
+    preprocess: Literal["auto", "resize_and_crop", "scale_width_and_crop", "fixed", "none"] = "auto"
+    flip: bool = True
+    use_instances: Literal["auto", "yes", "no"] = "auto"  # instance boundary channel when the data has instances
+    label_palette: str = ""  # folder datasets with RGB label PNGs: a palette file, or "infer"
+    num_labels: int = 0  # folder datasets: label count (0 = infer from the files)
+    batch_size: int = 32  # the paper's global batch (over 8 GPUs)
+    steps: int = 20000
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    lr_decay_start: float = 0.5  # niter = niter_decay in the paper's schedule
+    ema_decay: float = 0.0  # the paper samples from G itself
+    ngf: int = 64
+    ndf: int = 64
+    num_upsampling_layers: Literal["normal", "more", "most"] = "normal"
+    norm_g: Literal["syncbatch", "batch", "instance"] = "syncbatch"  # SPADE's parameter-free norm
+    num_d: int = 2
+    n_layers_d: int = 4
+    use_vae: bool = False  # the style encoder (multimodal and style-guided synthesis)
+    z_dim: int = 256
+    encoder_input_size: int = 256  # the encoder resizes its input to this square
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0  # used only with vgg_weights
+    vgg_weights: str = ""  # torchvision VGG19 weights (.pth or .safetensors); none can be downloaded here
+    lambda_kl: float = 0.05
+
+    def validate(self) -> None:
+        super().validate()
+        if self.encoder_input_size < 128:  # six stride-2 convs: below 128 px the last map is 1x1 and
+            # instance norm erases it
+            raise ConfigError(f"encoder_input_size must be >= 128, got {self.encoder_input_size}")
+
+
+class SPADEModel(nn.Module):
+    """What the loop optimises as "the generator": SPADE's G and, with ``use_vae``, its encoder E
+    (the paper trains them with one optimizer)."""
+
+    def __init__(self, generator: SPADEGenerator, encoder: ConvEncoder | None):
+        super().__init__()
+        self.generator = generator
+        self.encoder = encoder
+
+    def forward(self, segmap: Tensor, z: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+        """Image for ``segmap``; style from ``z``, or the mean code of a ``style`` image, or random."""
+        if style is not None:
+            z = self.encode(style)[0]
+        return self.generator(segmap, z)
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        if self.encoder is None:
+            raise ValueError("this model has no style encoder (trained with use_vae=false): it takes no style image")
+        return self.encoder(images)
+
+
+class SPADE(GANFamily):
+    name = "spade"
+    config_class = SPADEConfig
+
+    def __init__(self, cfg: SPADEConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        if not data.num_labels:
+            raise ConfigError(f"spade needs a dataset of label maps, {cfg.dataset!r} has none")
+        self.use_instances = data.has_instances and cfg.use_instances != "no"
+        norm = cfg.norm_g
+        if norm == "syncbatch" and not torch.cuda.is_available():
+            norm = "batch"  # PyTorch synchronises BatchNorm only on GPUs; one process needs no sync
+        nets = build_spade_networks(
+            data.num_labels, instance_edges=self.use_instances, ngf=cfg.ngf, ndf=cfg.ndf,
+            num_upsampling_layers=cfg.num_upsampling_layers, crop_size=cfg.image_size,
+            aspect_ratio=cfg.aspect_ratio, use_vae=cfg.use_vae, z_dim=cfg.z_dim, image_channels=data.channels,
+            param_free_norm=norm, num_d=cfg.num_d, n_layers_d=cfg.n_layers_d)
+        if nets.encoder is not None:
+            nets.encoder.input_size = cfg.encoder_input_size
+        self.generator = SPADEModel(nets.generator, nets.encoder)
+        self.discriminator = nets.discriminator
+        self.vgg_loss = VGGLoss(load_vgg19(cfg.vgg_weights)) if cfg.vgg_weights and cfg.lambda_vgg > 0 else None
+        self.hinge = losses.get_adversarial_loss("hinge")
+        self._fake_for_g: Tensor | None = None
+        self._posterior: tuple[Tensor, Tensor] | None = None
+
+    @classmethod
+    def build_dataset(cls, cfg: SPADEConfig, split: str | None = None):
+        from ..data.semantic import build_semantic_dataset
+
+        split = split or cfg.split
+        kwargs: dict[str, Any] = {"crop_size": cfg.image_size, "flip": cfg.flip, "augment": split == cfg.split}
+        if cfg.dataset.startswith("fashion"):
+            kwargs["channels"] = cfg.channels
+            if cfg.data_root:
+                kwargs["root"] = cfg.data_root
+        else:
+            kwargs["aspect_ratio"] = cfg.aspect_ratio
+            if cfg.load_size:
+                kwargs["load_size"] = cfg.load_size
+            if cfg.preprocess != "auto":
+                kwargs["preprocess"] = cfg.preprocess
+            if cfg.use_instances != "auto":
+                kwargs["use_instances"] = cfg.use_instances == "yes"
+            if cfg.dataset.startswith("folder"):
+                kwargs.update(palette=cfg.label_palette or None, num_labels=cfg.num_labels or None)
+        return build_semantic_dataset(cfg.dataset, split, **kwargs)
+
+    # ------------------------------------------------------------------ inputs
+    def semantic(self, batch: dict[str, Tensor]) -> Tensor:
+        """One-hot label map (+ instance edges), built on the batch's device."""
+        segmap = semantic_input(batch, self.data.num_labels, self.use_instances)
+        if batch["image"].is_contiguous(memory_format=torch.channels_last):  # the layout the loop chose
+            segmap = segmap.contiguous(memory_format=torch.channels_last)
+        return segmap
+
+    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
+        inputs = {k: batch[k] for k in ("label_map", "instance") if k in batch}
+        if self.cfg.use_vae:
+            inputs["z"] = torch.randn(len(batch["label_map"]), self.cfg.z_dim, generator=generator)
+        return inputs
+
+    def random_inputs(self, n, generator=None, labels=None):
+        raise ValueError("spade generates images from label maps, not from noise alone: use "
+                         "`gauguin translate CHECKPOINT --labels LABEL.png` (LoadedGenerator.translate)")
+
+    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
+        """The first ``columns`` examples of the training set (repeated if it is smaller)."""
+        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
+        return {**self.inputs_like(batch, generator), "real": batch["image"]}
+
+    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
+        """Rows: the label maps in colour, the real images, the generated ones."""
+        rows = [colorize_labels(inputs["label_map"], self.data.num_labels), inputs["real"], fake]
+        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+
+    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
+        segmap = semantic_input(inputs, self.data.num_labels, self.use_instances)
+        return G(segmap, z=inputs.get("z"), style=inputs.get("style"))
+
+    # ------------------------------------------------------------------ losses
+    def _fake(self, G: SPADEModel, segmap: Tensor, real: Tensor) -> Tensor:
+        z = None
+        if G.encoder is not None:
+            mu, logvar = G.encode(real)
+            self._posterior = (mu, logvar)
+            z = reparameterize(mu, logvar)
+        return G.generator(segmap, z)
+
+    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        real = batch["image"]
+        segmap = self.semantic(batch)
+        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(reuse):  # the G step reuses these fakes: one G forward per iteration
+            fake = self._fake(G, segmap, real)
+        self._fake_for_g = fake if reuse else None
+        pairs = torch.cat([torch.cat([segmap, fake.detach()], 1), torch.cat([segmap, real], 1)])
+        outputs = D(pairs)  # real and fake in one batch: instance norm keeps samples apart
+        loss = 0.0
+        for scale in outputs:
+            fake_pred, real_pred = scale[-1].chunk(2)
+            loss = loss + self.hinge.d_loss(real_pred, fake_pred)
+        loss = loss / len(outputs)
+        return loss, {"d_loss": loss.item()}
+
+    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        real = batch["image"]
+        segmap = self.semantic(batch)
+        fake = self._fake_for_g if self._fake_for_g is not None else self._fake(G, segmap, real)
+        self._fake_for_g = None
+        fake_out = D(torch.cat([segmap, fake], 1))
+        adversarial = sum(self.hinge.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
+        loss, logs = adversarial, {"g_adv": adversarial.item()}
+        if self.cfg.lambda_feat > 0:
+            with torch.no_grad():
+                real_out = D(torch.cat([segmap, real], 1))
+            fm = losses.multiscale_feature_matching_loss([s[:-1] for s in real_out], [s[:-1] for s in fake_out],
+                                                         layers="sum")
+            loss = loss + self.cfg.lambda_feat * fm
+            logs["g_feat"] = fm.item()
+        if self.vgg_loss is not None:
+            self.vgg_loss.to(fake.device)
+            vgg = self.vgg_loss(_rgb(fake), _rgb(real))
+            loss = loss + self.cfg.lambda_vgg * vgg
+            logs["g_vgg"] = vgg.item()
+        if self._posterior is not None:
+            kl = losses.kl_divergence(*self._posterior)
+            self._posterior = None
+            loss = loss + self.cfg.lambda_kl * kl
+            logs["g_kl"] = kl.item()
+        logs["g_loss"] = loss.item()
+        return loss, logs
+
+
+def _rgb(images: Tensor) -> Tensor:
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images

@@ -1,0 +1,329 @@
+"""SPADE / GauGAN networks: SPADE layers, generator, encoder, PatchGAN discriminators, VGG loss."""
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.nn.utils import parametrize
+
+from gauguin.models.spade_nets import (
+    ConvEncoder,
+    SPADEGenerator,
+    build_spade_networks,
+    init_spade_weights_,
+    latent_size,
+    reparameterize,
+)
+from gauguin.nn import spade as spade_module
+from gauguin.nn.patchgan import MultiscaleDiscriminator, NLayerDiscriminator
+from gauguin.nn.spade import SPADE, SegmapPyramid, SPADEResBlock, resize_segmap
+from gauguin.nn.vgg import VGG19, VGGLoss, load_vgg19
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def random_onehot(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    labels = torch.randint(0, c, (b, h, w), generator=torch.Generator().manual_seed(seed))
+    return F.one_hot(labels, c).permute(0, 3, 1, 2).float()
+
+
+# ------------------------------------------------------------------------------------ SPADE
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_spade_constant_map_is_norm_times_constant_plus_constant(norm):
+    torch.manual_seed(0)
+    spade = SPADE(norm_nc=4, label_nc=3, hidden=16, param_free_norm=norm)
+    x = torch.randn(2, 4, 10, 10)
+    segmap = torch.zeros(2, 3, 10, 10)
+    segmap[:, 1] = 1.0  # every pixel is class 1
+    out = spade(x, segmap)
+
+    # by hand, away from the zero padding: each 3×3 conv on a constant map sums its kernel
+    shared = spade.mlp_shared
+    h = torch.relu(shared.weight[:, 1].sum(dim=(1, 2)) + shared.bias)  # [16]
+    gb = spade.mlp_gamma_beta
+    gamma_beta = torch.einsum("oikl,i->o", gb.weight, h) + gb.bias
+    gamma, beta = gamma_beta[:4].view(1, 4, 1, 1), gamma_beta[4:].view(1, 4, 1, 1)
+    if norm == "batch":
+        normalized = F.batch_norm(x, None, None, training=True)
+    else:
+        normalized = F.instance_norm(x)
+    expected = normalized * (1 + gamma) + beta
+    inner = (..., slice(2, -2), slice(2, -2))  # two stacked 3×3 convs: the border sees the padding
+    torch.testing.assert_close(out[inner], expected[inner])
+
+
+def test_fused_gamma_beta_conv_equals_two_convs():
+    torch.manual_seed(0)
+    spade = SPADE(norm_nc=5, label_nc=3, hidden=8)
+    seg = random_onehot(2, 3, 6, 6)
+    gamma, beta = spade.modulation(seg)
+    actv = F.relu(spade.mlp_shared(seg))
+    w, b = spade.mlp_gamma_beta.weight, spade.mlp_gamma_beta.bias
+    torch.testing.assert_close(gamma, F.conv2d(actv, w[:5], b[:5], padding=1))
+    torch.testing.assert_close(beta, F.conv2d(actv, w[5:], b[5:], padding=1))
+    # same parameter count as the paper's two convs (128→C each)
+    assert n_params(spade) == (3 * 8 * 9 + 8) + 2 * (8 * 5 * 9 + 5)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (4, 4), (6, 5), (32, 32)])
+def test_segmap_resize_is_nearest_and_stays_onehot(size):
+    seg = random_onehot(2, 7, 16, 16)
+    small = resize_segmap(seg, size)
+    assert small.shape == (2, 7, *size)
+    assert set(small.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(small.sum(dim=1), torch.ones(2, *size))
+    if size == (8, 8):
+        torch.testing.assert_close(small, seg[..., ::2, ::2])
+
+
+def test_spade_layers_see_onehot_maps_at_their_resolution():
+    torch.manual_seed(0)
+    block = SPADEResBlock(6, 4, label_nc=5, param_free_norm="batch")
+    seen = []
+    for spade in (block.norm_0, block.norm_1, block.norm_s):
+        spade.mlp_shared.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = torch.randn(2, 6, 8, 8)
+    block(x, random_onehot(2, 5, 32, 32))
+    assert len(seen) == 3
+    for seg in seen:
+        assert seg.shape == (2, 5, 8, 8)
+        assert set(seg.unique().tolist()) <= {0.0, 1.0}
+        torch.testing.assert_close(seg.sum(dim=1), torch.ones(2, 8, 8))
+
+
+def test_pyramid_resizes_each_size_once_per_forward(monkeypatch):
+    calls = []
+    real_resize = spade_module.resize_segmap
+
+    def counting_resize(segmap, size):
+        calls.append(tuple(size))
+        return real_resize(segmap, size)
+
+    monkeypatch.setattr(spade_module, "resize_segmap", counting_resize)
+    G = SPADEGenerator(5, ngf=4, crop_size=64, param_free_norm="batch")
+    G(random_onehot(1, 5, 64, 64))
+    # sizes 2 (input conv, head_0), 4, 8, 16, 32; 64 is the map itself
+    assert sorted(calls) == [(2, 2), (4, 4), (8, 8), (16, 16), (32, 32)]
+
+    pyramid = SegmapPyramid(random_onehot(1, 5, 16, 16))
+    assert pyramid.at((4, 4)) is pyramid.at((4, 4))
+
+
+def test_spade_takes_a_tensor_or_a_pyramid():
+    torch.manual_seed(0)
+    spade = SPADE(4, 5, hidden=8).eval()
+    x, seg = torch.randn(2, 4, 8, 8), random_onehot(2, 5, 16, 16)
+    torch.testing.assert_close(spade(x, seg), spade(x, SegmapPyramid(seg)))
+    torch.testing.assert_close(spade(x, seg), spade(x, resize_segmap(seg, (8, 8))))
+
+
+@pytest.mark.parametrize("fin,fout", [(8, 8), (8, 4), (4, 8)])
+def test_learned_shortcut_iff_channels_change(fin, fout):
+    block = SPADEResBlock(fin, fout, label_nc=3, param_free_norm="batch")
+    assert block.learned_shortcut == (fin != fout)
+    assert hasattr(block, "conv_s") == hasattr(block, "norm_s") == (fin != fout)
+    assert block.conv_0.out_channels == min(fin, fout)
+    convs = [block.conv_0, block.conv_1] + ([block.conv_s] if fin != fout else [])
+    assert all(parametrize.is_parametrized(c, "weight") for c in convs)
+    if fin != fout:
+        assert block.conv_s.bias is None and block.conv_s.kernel_size == (1, 1)
+    spade_convs = [m for m in block.modules() if isinstance(m, SPADE)]
+    assert not any(parametrize.is_parametrized(s.mlp_shared) or parametrize.is_parametrized(s.mlp_gamma_beta)
+                   for s in spade_convs)
+    out = block(torch.randn(2, fin, 4, 4), random_onehot(2, 3, 8, 8))
+    assert out.shape == (2, fout, 4, 4)
+
+
+# ------------------------------------------------------------------------------- param counts
+# (num_labels, dont_care, instance_edges, crop, aspect, upsampling): G, G with VAE, D (2 scales), encoder
+PARAM_COUNTS = {
+    "coco-stuff": ((182, True, True, 256, 1.0, "normal"), 97_480_899, 112_626_883, 5_904_514, 10_463_424),
+    "ade20k": ((150, True, False, 256, 1.0, "normal"), 96_492_483, 111_942_595, 5_836_930, 10_463_424),
+    # 101,136,579 has a 4×8 first map (fc: 256 → 16·64·4·8), as with crop 512 × 256 and "more"
+    # (or a 256 × 128 crop); crop 512, aspect 2, "normal" starts at 8×16: see the next test
+    "cityscapes": ((35, False, True, 512, 2.0, "more"), 93_048_003, 101_136_579, 5_601_410, 10_463_424),
+}
+
+
+@pytest.mark.parametrize("dataset", list(PARAM_COUNTS))
+def test_param_counts_match_the_official_networks(dataset):
+    (labels, dont_care, edges, crop, aspect, ups), g, g_vae, d, e = PARAM_COUNTS[dataset]
+    kw = dict(dont_care=dont_care, instance_edges=edges, crop_size=crop, aspect_ratio=aspect,
+              num_upsampling_layers=ups, init_gain=None)
+    with torch.device("meta"):
+        plain = SPADEGenerator(labels + dont_care + edges, crop_size=crop, aspect_ratio=aspect,
+                               num_upsampling_layers=ups)
+        vae = build_spade_networks(labels, use_vae=True, **kw)
+    assert (n_params(plain), n_params(vae.generator), n_params(vae.discriminator), n_params(vae.encoder)) == (
+        g, g_vae, d, e)
+    assert vae.semantic_nc == labels + dont_care + edges
+
+
+def test_cityscapes_512x256_normal_vae_fc_projects_to_8x16():
+    assert latent_size(512, 2.0, "normal") == (8, 16)
+    assert latent_size(512, 2.0, "more") == latent_size(256, 2.0, "normal") == (4, 8)
+    with torch.device("meta"):
+        G = SPADEGenerator(36, crop_size=512, aspect_ratio=2.0, use_vae=True)
+    assert n_params(G) == 101_136_579 - (256 + 1) * 1024 * 4 * 8 + (256 + 1) * 1024 * 8 * 16 == 126_400_707
+
+
+def test_init_keeps_spectral_norm_and_counts():
+    with torch.device("meta"):
+        nets = build_spade_networks(10, ngf=8, ndf=8, use_vae=True, init_gain=None)
+    counts = [n_params(n) for n in (nets.generator, nets.discriminator, nets.encoder)]
+    for net in (nets.generator, nets.discriminator, nets.encoder):
+        init_spade_weights_(net)
+    assert [n_params(n) for n in (nets.generator, nets.discriminator, nets.encoder)] == counts
+    assert parametrize.is_parametrized(nets.generator.head_0.conv_0, "weight")
+    torch.manual_seed(0)
+    block = init_spade_weights_(SPADEResBlock(4, 4, 3))
+    w = block.conv_0.parametrizations.weight.original
+    assert w.std().item() == pytest.approx(0.02 * (2 / (4 * 9 + 4 * 9)) ** 0.5, rel=0.5)
+    assert torch.linalg.matrix_norm(block.conv_0.weight.flatten(1), ord=2).item() == pytest.approx(1.0, rel=0.05)
+
+
+# ------------------------------------------------------------------------------- generator
+@pytest.mark.parametrize("h,w,crop,aspect", [(64, 64, 64, 1.0), (128, 128, 128, 1.0), (256, 512, 512, 2.0)])
+def test_generator_output_shapes(h, w, crop, aspect):
+    torch.manual_seed(0)
+    G = SPADEGenerator(6, ngf=4, crop_size=crop, aspect_ratio=aspect, param_free_norm="batch")
+    out = G(random_onehot(2, 6, h, w))
+    assert out.shape == (2, 3, h, w)
+    assert out.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("ups", ["more", "most"])
+def test_generator_more_and_most_upsampling(ups):
+    G = SPADEGenerator(4, ngf=4, crop_size=128, num_upsampling_layers=ups, use_vae=True, param_free_norm="batch")
+    assert hasattr(G, "up_4") == (ups == "most")
+    out = G(random_onehot(2, 4, 128, 128), z=torch.randn(2, 256))
+    assert out.shape == (2, 3, 128, 128)
+
+
+def test_generator_default_syncbatch_runs_without_distributed_and_samples_z():
+    torch.manual_seed(0)
+    G = SPADEGenerator(4, ngf=4, crop_size=64, use_vae=True)
+    assert isinstance(G.head_0.norm_0.param_free_norm, torch.nn.SyncBatchNorm)
+    seg = random_onehot(2, 4, 64, 64)
+    a, b = G(seg), G(seg)
+    assert a.shape == (2, 3, 64, 64) and not torch.allclose(a, b)  # fresh z each call
+    with pytest.raises(ValueError, match="label_nc"):
+        G(random_onehot(2, 5, 64, 64))
+
+
+# --------------------------------------------------------------------------------- encoder
+@pytest.mark.parametrize("h,w", [(64, 64), (128, 128), (256, 256), (256, 512)])
+def test_encoder_any_size_gives_z_dim_mu_logvar(h, w):
+    torch.manual_seed(0)
+    E = ConvEncoder(ndf=8)
+    mu, logvar = E(torch.randn(2, 3, h, w))
+    assert mu.shape == logvar.shape == (2, 256)
+    assert not torch.allclose(mu[0], mu[1])  # the two images are told apart
+
+
+def test_encoder_without_resize_pools_to_4x4():
+    E = ConvEncoder(ndf=4, z_dim=8, input_size=None)
+    mu, _ = E(torch.randn(2, 3, 512, 256))
+    assert mu.shape == (2, 8)
+
+
+def test_reparameterize():
+    mu, logvar = torch.zeros(4, 8), torch.zeros(4, 8)
+    a = reparameterize(mu, logvar, torch.Generator().manual_seed(1))
+    b = reparameterize(mu, logvar, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(reparameterize(mu + 3, torch.full((4, 8), -1e4)), mu + 3)  # σ → 0
+
+
+# ---------------------------------------------------------------------------- discriminator
+def test_multiscale_discriminator_returns_features_per_scale():
+    torch.manual_seed(0)
+    D = MultiscaleDiscriminator(5 + 3, num_d=2, ndf=8)
+    out = D(torch.randn(2, 8, 64, 64))
+    assert len(out) == 2 and all(len(feats) == 5 for feats in out)
+    for feats in out:
+        assert [f.shape[1] for f in feats] == [8, 16, 32, 64, 1]
+    assert out[1][-1].shape[-1] < out[0][-1].shape[-1]
+    x = torch.randn(2, 8, 64, 64)
+    D.eval()
+    out = D(x)
+    torch.testing.assert_close(out[0][-1], D.discriminators[0](x)[-1])  # scale 1: the input itself
+    half = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+    torch.testing.assert_close(out[1][-1], D.discriminators[1](half)[-1])
+
+
+def test_nlayer_discriminator_layout():
+    with torch.device("meta"):
+        D = NLayerDiscriminator(187, ndf=64, n_layers=6)
+    convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512, 512, 1]
+    assert [c.stride[0] for c in convs] == [2, 2, 2, 2, 2, 1, 1]
+    assert all(c.kernel_size == (4, 4) and c.padding == (2, 2) for c in convs)
+    assert [parametrize.is_parametrized(c) for c in convs] == [False] + [True] * 5 + [False]
+    assert [c.bias is not None for c in convs] == [True] + [False] * 5 + [True]
+    plain = NLayerDiscriminator(3, ndf=4, n_layers=3, norm="none", spectral=False, padding=1)
+    convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.bias is not None and not parametrize.is_parametrized(c) for c in convs)
+    assert len(plain(torch.randn(1, 3, 32, 32))) == 4
+    bn = NLayerDiscriminator(3, ndf=4, norm="batch")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules()) == 3
+    with pytest.raises(ValueError, match="norm"):
+        NLayerDiscriminator(3, norm="layer")
+
+
+# --------------------------------------------------------------------------------------- VGG
+@pytest.fixture(scope="module")
+def vgg_state():
+    torch.manual_seed(0)
+    state = VGG19().state_dict()
+    state["classifier.6.weight"] = torch.randn(10, 4)  # a torchvision file also holds these: ignored
+    return state
+
+
+def test_vgg19_layout_matches_torchvision_names(vgg_state):
+    convs = [k for k in vgg_state if k.startswith("features") and k.endswith("weight")]
+    assert len(convs) == 13  # conv1_1 ... conv5_1
+    assert convs[0] == "features.0.weight" and convs[-1] == "features.28.weight"
+    assert vgg_state["features.16.weight"].shape == (256, 256, 3, 3)
+
+
+def test_load_vgg19_from_pth_and_safetensors(tmp_path, vgg_state):
+    pth, st = tmp_path / "vgg.pth", tmp_path / "vgg.safetensors"
+    torch.save(vgg_state, pth)
+    save_file(vgg_state, str(st))
+    for path in (pth, st):
+        vgg = load_vgg19(path)
+        torch.testing.assert_close(vgg.features[28].weight, vgg_state["features.28.weight"])
+        assert not vgg.training and not any(p.requires_grad for p in vgg.parameters())
+    feats = vgg(torch.randn(1, 3, 32, 32))
+    assert [f.shape[1:] for f in feats] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 2, 2)]
+
+
+def test_load_vgg19_errors_name_the_file(tmp_path, vgg_state):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_vgg19(missing)
+    wrong = dict(vgg_state, **{"features.2.weight": torch.zeros(64, 32, 3, 3)})
+    torch.save(wrong, tmp_path / "wrong_shape.pth")
+    with pytest.raises(ValueError, match=r"wrong_shape\.pth.*features\.2\.weight"):
+        load_vgg19(tmp_path / "wrong_shape.pth")
+    renamed = {k.replace("features.", "body."): v for k, v in vgg_state.items()}
+    save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    with pytest.raises(ValueError, match=r"renamed\.safetensors.*missing"):
+        load_vgg19(tmp_path / "renamed.safetensors")
+
+
+def test_vgg_loss(vgg_state):
+    vgg = VGG19()
+    vgg.load_state_dict({k: v for k, v in vgg_state.items() if k.startswith("features")})
+    loss_fn = VGGLoss(vgg).train()
+    assert not loss_fn.vgg.training
+    y = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert loss_fn(y, y.clone()).item() == 0.0
+    x = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    loss = loss_fn(x, y)
+    assert loss.item() > 0
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in vgg.parameters())
