@@ -6,10 +6,14 @@ ngf = ndf = 64, 2-scale D, hinge + feature matching + VGG19 perceptual loss (VGG
 weights written to a temporary file: timing does not depend on the weights, and none can be
 downloaded here). The data are synthetic files in the ADE20K layout, read by gauguin's loader.
 
-"reference" is the official schedule, built from gauguin's networks: G forward in the G step
+"reference" is the official code's schedule and layers, rebuilt here with the weights of
+gauguin's networks (its generator output is checked equal to gauguin's): G forward in the G step
 and again (no grad) in the D step, D run separately on fake and real in both steps, D weight
-gradients computed in the G step and thrown away. "gauguin" is ``Trainer.train_step``: one G
-forward per iteration, D on real and fake in one batch, D frozen in the G step. Both run in fp32
+gradients computed in the G step and thrown away; every SPADE layer re-interpolates the label map
+and computes γ and β with two convs; spectral norm divides every weight (torch's
+``spectral_norm``). "gauguin" is ``Trainer.train_step``: one G forward per iteration, D on real
+and fake in one batch, D frozen in the G step, one label-map resize per resolution, one γβ conv,
+spectral norm applied to the smaller of weight and output. Both run in fp32
 and under bf16 autocast. Also printed: GFLOP per iteration (torch's FLOP counter), achieved
 GFLOP/s and peak resident memory of each variant.
 
@@ -20,18 +24,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from gauguin import losses
 from gauguin.models.spade import SPADEConfig
-from gauguin.nn.vgg import VGG19
+from gauguin.nn.labels import semantic_input
+from gauguin.nn.spade import SPADE, SegmapPyramid, SPADEResBlock
+from gauguin.nn.spectral import SpectralNormConv2d
+from gauguin.nn.vgg import VGG19, VGGLoss
 from gauguin.training import Trainer
 
 
@@ -46,30 +56,118 @@ def make_ade20k(root: Path, n: int, size: int) -> None:
         Image.fromarray(blocks.repeat(16, 0).repeat(16, 1)).save(root / f"annotations/training/{i:04d}.png")
 
 
-def reference_iteration(trainer: Trainer, batch: dict, vgg_loss) -> None:
-    """One iteration of the official schedule (G step, then D step) on the trainer's networks."""
-    fam, G, D = trainer.family, trainer.G.generator, trainer.D
+class OfficialSPADE(nn.Module):
+    """SPADE as the official code computes it: resize the map in every layer, γ and β by two convs."""
+
+    def __init__(self, ours: SPADE):
+        super().__init__()
+        self.param_free_norm = ours.param_free_norm
+        self.mlp_shared = ours.mlp_shared
+        hidden, norm_nc = ours.mlp_gamma_beta.in_channels, ours.norm_nc
+        self.mlp_gamma, self.mlp_beta = (nn.Conv2d(hidden, norm_nc, 3, padding=1) for _ in range(2))
+        with torch.no_grad():
+            for conv, part in ((self.mlp_gamma, slice(0, norm_nc)), (self.mlp_beta, slice(norm_nc, 2 * norm_nc))):
+                conv.weight.copy_(ours.mlp_gamma_beta.weight[part])
+                conv.bias.copy_(ours.mlp_gamma_beta.bias[part])
+
+    def forward(self, x, segmap):
+        normalized = self.param_free_norm(x)
+        segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
+        actv = F.relu(self.mlp_shared(segmap))
+        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+
+class OfficialResBlock(nn.Module):
+    def __init__(self, ours: SPADEResBlock):
+        super().__init__()
+        self.learned_shortcut = ours.learned_shortcut
+        self.conv_0, self.conv_1 = official_conv(ours.conv_0), official_conv(ours.conv_1)
+        self.norm_0, self.norm_1 = OfficialSPADE(ours.norm_0), OfficialSPADE(ours.norm_1)
+        if self.learned_shortcut:
+            self.conv_s, self.norm_s = official_conv(ours.conv_s), OfficialSPADE(ours.norm_s)
+
+    def forward(self, x, segmap):
+        segmap = segmap.segmap if isinstance(segmap, SegmapPyramid) else segmap  # the full-size map
+        x_s = self.conv_s(self.norm_s(x, segmap)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, segmap), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, segmap), 0.2))
+        return x_s + dx
+
+
+def official_conv(ours: nn.Conv2d) -> nn.Module:
+    """A plain conv, wrapped in torch's spectral_norm (weight division) where gauguin's is spectral."""
+    if not isinstance(ours, SpectralNormConv2d):
+        return ours
+    conv = nn.Conv2d(ours.in_channels, ours.out_channels, ours.kernel_size, ours.stride, ours.padding,
+                     bias=ours.bias is not None)
+    conv = torch.nn.utils.spectral_norm(conv)
+    with torch.no_grad():
+        conv.weight_orig.copy_(ours.weight)
+        conv.weight_u.copy_(ours.weight_u)
+        conv.weight_v.copy_(ours.weight_v)
+        if ours.bias is not None:
+            conv.bias.copy_(ours.bias)
+    return conv
+
+
+def official_networks(G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """Copies of gauguin's G and D with the official code's layers (same weights, same outputs)."""
+    G, D = copy.deepcopy(G).to(memory_format=torch.contiguous_format), copy.deepcopy(D).to(memory_format=torch.contiguous_format)
+    for name, child in list(G.named_children()):
+        if isinstance(child, SPADEResBlock):
+            setattr(G, name, OfficialResBlock(child))
+    for discriminator in D.discriminators:
+        for layer in discriminator.layers:
+            layer[0] = official_conv(layer[0])
+    return G, D
+
+
+def reference_iteration(trainer: Trainer, G: nn.Module, D: nn.Module, opt_g, opt_d, batch: dict, vgg_loss) -> None:
+    """One iteration of the official schedule (G step, then D step)."""
+    fam = trainer.family
     hinge = losses.get_adversarial_loss("hinge")
-    with trainer.autocast:
-        segmap, real = fam.semantic(batch), batch["image"]
+    with trainer.autocast:  # a float32 one-hot map, default memory layout, as the official code has
+        segmap = semantic_input(batch, fam.data.num_labels, fam.use_instances)
+        real = batch["image"].contiguous()
         fake = G(segmap)  # G step: D's weight gradients are computed too (and thrown away)
         fake_out, real_out = D(torch.cat([segmap, fake], 1)), D(torch.cat([segmap, real], 1))
         loss = sum(hinge.g_loss(s[-1]) for s in fake_out) / len(fake_out)
         loss = loss + 10 * losses.multiscale_feature_matching_loss([s[:-1] for s in real_out],
                                                                    [s[:-1] for s in fake_out], layers="sum")
-        loss = loss + 10 * vgg_loss(fake, real)
-    trainer.opt_g.zero_grad(set_to_none=True)
-    trainer.opt_d.zero_grad(set_to_none=True)
+        loss = loss + 10 * official_vgg_loss(vgg_loss.vgg, fake, real)
+    opt_g.zero_grad(set_to_none=True)
+    opt_d.zero_grad(set_to_none=True)
     loss.backward()
-    trainer.opt_g.step()
+    opt_g.step()
     with trainer.autocast:
         with torch.no_grad():  # D step: a second G forward
             fake = G(segmap)
         fake_out, real_out = D(torch.cat([segmap, fake], 1)), D(torch.cat([segmap, real], 1))
         loss = sum(hinge.d_loss(r[-1], f[-1]) for r, f in zip(real_out, fake_out)) / len(fake_out)
-    trainer.opt_d.zero_grad(set_to_none=True)
+    opt_d.zero_grad(set_to_none=True)
     loss.backward()
-    trainer.opt_d.step()
+    opt_d.step()
+
+
+def official_vgg_loss(vgg: VGG19, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The VGG loss as the official code runs it: the fp32 network, its weights cast by autocast on
+    every call, no gradient cut on the real branch."""
+    loss = 0.0
+    for w, fx, fy in zip(VGGLoss.weights, vgg(VGG19.normalize(x)), vgg(VGG19.normalize(y))):
+        loss = loss + w * F.l1_loss(fx.float(), fy.detach().float())
+    return loss
+
+
+@torch.no_grad()
+def check_same_outputs(trainer: Trainer, G_ref: nn.Module, batch: dict) -> None:
+    """The official-layer generator computes what gauguin's does (eval mode, fp32)."""
+    G = trainer.G.generator
+    G.eval(), G_ref.eval()
+    segmap = trainer.family.semantic(batch).float()
+    diff = (G(segmap) - G_ref(segmap)).abs().max().item()
+    G.train(), G_ref.train()
+    if diff > 1e-4:
+        raise AssertionError(f"the reference generator differs from gauguin's by {diff}")
 
 
 def peak_rss_reset() -> None:
@@ -84,26 +182,35 @@ def peak_rss_gib() -> float:
     return float("nan")
 
 
-def measure(run, iterations: int) -> tuple[float, float, float]:
-    """(seconds per iteration, GFLOP per iteration, peak RSS GiB) of ``run()``: one warm-up."""
-    run()
-    with FlopCounterMode(display=False) as counter:
+def measure(variants: dict, rounds: int) -> dict:
+    """For each variant (a function running one iteration): (seconds per iteration: best of ``rounds``,
+    timed in interleaved rounds so that machine noise hits every variant alike; GFLOP per iteration;
+    peak resident GiB). Each is warmed up once, then run once under the FLOP counter."""
+    flops = {}
+    for name, run in variants.items():
         run()
-    peak_rss_reset()
-    start = time.perf_counter()
-    for _ in range(iterations):
-        run()
-    seconds = (time.perf_counter() - start) / iterations
-    return seconds, counter.get_total_flops() / 1e9, peak_rss_gib()
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops[name] = counter.get_total_flops() / 1e9
+    seconds = {name: float("inf") for name in variants}
+    peak = {name: 0.0 for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            peak_rss_reset()
+            start = time.perf_counter()
+            run()
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+            peak[name] = max(peak[name], peak_rss_gib())
+    return {name: (seconds[name], flops[name], peak[name]) for name in variants}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny widths at 64 px, one iteration (CI)")
     parser.add_argument("--batches", default="1,2", help="batch sizes to measure")
-    parser.add_argument("--iterations", type=int, default=2, help="timed iterations per variant")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each variant once per round)")
     args = parser.parse_args()
-    size, width, iterations = (64, 8, 1) if args.quick else (256, 64, args.iterations)
+    size, width, rounds = (64, 8, 1) if args.quick else (256, 64, args.rounds)
     batches = [1] if args.quick else [int(b) for b in args.batches.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="gauguin-bench-spade-"))
     make_ade20k(tmp / "ade", 4, size)
@@ -115,16 +222,28 @@ def main() -> None:
     print(f"{'batch':>5} {'schedule':<10} {'precision':<9} {'s/iter':>8} {'GFLOP/iter':>11} {'GFLOP/s':>8} "
           f"{'peak GiB':>8} {'speed-up':>9}")
     for batch_size in batches:
-        rows = {}
-        for precision in ("fp32", "bf16"):
-            cfg = SPADEConfig(dataset=f"ade20k:{tmp / 'ade'}", image_size=size, load_size=size, channels=3,
-                              ngf=width, ndf=width, batch_size=batch_size, vgg_weights=str(tmp / "vgg19.pth"),
-                              precision=precision, out_dir=str(tmp / f"run_{precision}"), progress=False)
-            trainer = Trainer("spade", cfg)
-            batch = trainer.next_batch()
-            rows[("reference", precision)] = measure(
-                lambda: reference_iteration(trainer, batch, trainer.family.vgg_loss), iterations)
-            rows[("gauguin", precision)] = measure(lambda: trainer.train_step(0), iterations)
+        cfg = SPADEConfig(dataset=f"ade20k:{tmp / 'ade'}", image_size=size, load_size=size, channels=3,
+                          ngf=width, ndf=width, batch_size=batch_size, vgg_weights=str(tmp / "vgg19.pth"),
+                          precision="fp32", out_dir=str(tmp / f"run_{batch_size}"), progress=False)
+        trainer = Trainer("spade", cfg)
+        batch = trainer.next_batch()
+        G_ref, D_ref = official_networks(trainer.G.generator, trainer.D)
+        check_same_outputs(trainer, G_ref, batch)
+        opt_g = torch.optim.Adam(G_ref.parameters(), cfg.lr_g, betas=cfg.betas)
+        opt_d = torch.optim.Adam(D_ref.parameters(), cfg.lr_d, betas=cfg.betas)
+        autocast = {"fp32": torch.autocast("cpu", enabled=False), "bf16": torch.autocast("cpu", dtype=torch.bfloat16)}
+
+        def variant(schedule: str, precision: str):
+            def run():
+                trainer.autocast = autocast[precision]
+                if schedule == "reference":
+                    reference_iteration(trainer, G_ref, D_ref, opt_g, opt_d, batch, trainer.family.vgg_loss)
+                else:
+                    trainer.train_step(0)
+            return run
+
+        rows = measure({(schedule, precision): variant(schedule, precision) for precision in ("fp32", "bf16")
+                        for schedule in ("reference", "gauguin")}, rounds)
         base = rows[("reference", "fp32")][0]
         for (schedule, precision), (seconds, gflop, peak) in rows.items():
             print(f"{batch_size:>5} {schedule:<10} {precision:<9} {seconds:>8.3f} {gflop:>11.1f} {gflop / seconds:>8.1f} "

@@ -90,7 +90,7 @@ def _eval(args) -> int:
     if not args.fake:
         raise ValueError("gauguin eval needs --fake: a checkpoint or run folder, or a folder of images")
     report = evaluate(args.metrics.split(","), args.real, args.fake, n=args.n, extractor=args.extractor,
-                      weights=args.weights, seed=args.seed)
+                      weights=args.weights, seed=args.seed, segmenter=args.segmenter)
     print(format_table(report))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
@@ -163,12 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["train-classifier", "train-segmenter"],
                    help="train-classifier: train the fmnist extractor on real Fashion-MNIST; train-segmenter: "
                         "train the segmenter of the miou metric on real pairs of --data")
-    p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr")
-    p.add_argument("--real", default="fashion-mnist:test", help="fashion-mnist:test|train, folder:PATH")
+    p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr,miou")
+    p.add_argument("--real", default="fashion-mnist:test",
+                   help="fashion-mnist:test|train, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH (held-out split), folder:PATH")
     p.add_argument("--fake", help="checkpoint or run folder (samples are drawn), or a folder of images")
     p.add_argument("--n", type=int, default=10_000, help="images of each set")
     p.add_argument("--extractor", default="fmnist", help="fmnist (trained by gauguin) or inception (needs --weights)")
     p.add_argument("--weights", help="weights file of the extractor (the FID Inception weights)")
+    p.add_argument("--segmenter", help="miou: segmenter weights (default: gauguin's own for the model's dataset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="fashion-mnist",
                    help="train-segmenter: fashion-mnist, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH, folder:PATH")

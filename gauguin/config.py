@@ -54,6 +54,7 @@ class TrainConfig:
     eval_samples: int = 1024  # generated images per evaluation (as many real ones)
     eval_extractor: str = "fmnist"  # feature extractor of eval_metrics: fmnist, or inception with eval_weights
     eval_weights: str = ""  # weights file of the extractor ("" = its default)
+    eval_segmenter: str = ""  # segmenter of the miou metric (semantic families; "" = gauguin's own)
     best_metric: Literal["swd", "fid"] = "swd"  # which evaluated metric picks the "best" checkpoint
     progress: bool = True
 

@@ -1,9 +1,10 @@
 """SPADE / GauGAN networks: SPADE layers, generator, encoder, PatchGAN discriminators, VGG loss."""
 import pytest
 import torch
+
+from gauguin.nn.spectral import SpectralNormConv2d
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch.nn.utils import parametrize
 
 from gauguin.models.spade_nets import (
     ConvEncoder,
@@ -125,11 +126,11 @@ def test_learned_shortcut_iff_channels_change(fin, fout):
     assert hasattr(block, "conv_s") == hasattr(block, "norm_s") == (fin != fout)
     assert block.conv_0.out_channels == min(fin, fout)
     convs = [block.conv_0, block.conv_1] + ([block.conv_s] if fin != fout else [])
-    assert all(parametrize.is_parametrized(c, "weight") for c in convs)
+    assert all(isinstance(c, SpectralNormConv2d) for c in convs)
     if fin != fout:
         assert block.conv_s.bias is None and block.conv_s.kernel_size == (1, 1)
     spade_convs = [m for m in block.modules() if isinstance(m, SPADE)]
-    assert not any(parametrize.is_parametrized(s.mlp_shared) or parametrize.is_parametrized(s.mlp_gamma_beta)
+    assert not any(isinstance(s.mlp_shared, SpectralNormConv2d) or isinstance(s.mlp_gamma_beta, SpectralNormConv2d)
                    for s in spade_convs)
     out = block(torch.randn(2, fin, 4, 4), random_onehot(2, 3, 8, 8))
     assert out.shape == (2, fout, 4, 4)
@@ -175,12 +176,13 @@ def test_init_keeps_spectral_norm_and_counts():
     for net in (nets.generator, nets.discriminator, nets.encoder):
         init_spade_weights_(net)
     assert [n_params(n) for n in (nets.generator, nets.discriminator, nets.encoder)] == counts
-    assert parametrize.is_parametrized(nets.generator.head_0.conv_0, "weight")
+    assert isinstance(nets.generator.head_0.conv_0, SpectralNormConv2d)
     torch.manual_seed(0)
     block = init_spade_weights_(SPADEResBlock(4, 4, 3))
-    w = block.conv_0.parametrizations.weight.original
+    w = block.conv_0.weight
     assert w.std().item() == pytest.approx(0.02 * (2 / (4 * 9 + 4 * 9)) ** 0.5, rel=0.5)
-    assert torch.linalg.matrix_norm(block.conv_0.weight.flatten(1), ord=2).item() == pytest.approx(1.0, rel=0.05)
+    normalized = (w / block.conv_0.sigma()).flatten(1)
+    assert torch.linalg.matrix_norm(normalized, ord=2).item() == pytest.approx(1.0, rel=0.05)
 
 
 # ------------------------------------------------------------------------------- generator
@@ -260,11 +262,11 @@ def test_nlayer_discriminator_layout():
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512, 512, 1]
     assert [c.stride[0] for c in convs] == [2, 2, 2, 2, 2, 1, 1]
     assert all(c.kernel_size == (4, 4) and c.padding == (2, 2) for c in convs)
-    assert [parametrize.is_parametrized(c) for c in convs] == [False] + [True] * 5 + [False]
+    assert [isinstance(c, SpectralNormConv2d) for c in convs] == [False] + [True] * 5 + [False]
     assert [c.bias is not None for c in convs] == [True] + [False] * 5 + [True]
     plain = NLayerDiscriminator(3, ndf=4, n_layers=3, norm="none", spectral=False, padding=1)
     convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert all(c.bias is not None and not parametrize.is_parametrized(c) for c in convs)
+    assert all(c.bias is not None and not isinstance(c, SpectralNormConv2d) for c in convs)
     assert len(plain(torch.randn(1, 3, 32, 32))) == 4
     bn = NLayerDiscriminator(3, ndf=4, norm="batch")
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules()) == 3
@@ -327,3 +329,64 @@ def test_vgg_loss(vgg_state):
     loss.backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in vgg.parameters())
+
+
+@pytest.mark.parametrize("spatial", [2, 24])  # output smaller than the weight (divides the output), and larger
+def test_spectral_conv_matches_torch_spectral_norm(spatial):
+    """Same outputs, power iteration and gradients as ``torch.nn.utils.spectral_norm`` (the one SPADE's
+    code uses: v then u, Miyato et al. Alg. 1) with the same u, v, on both paths."""
+    from torch.nn.utils import spectral_norm
+
+    torch.manual_seed(0)
+    ours = SpectralNormConv2d(16, 32, 3, padding=1)
+    ref = spectral_norm(torch.nn.Conv2d(16, 32, 3, padding=1))
+    with torch.no_grad():
+        ref.weight_orig.copy_(ours.weight)
+        ref.bias.copy_(ours.bias)
+        ref.weight_u.copy_(ours.weight_u)
+        ref.weight_v.copy_(ours.weight_v)
+    assert (ours._output_numel(torch.zeros(1, 16, spatial, spatial)) < ours.weight.numel()) == (spatial == 2)
+    x = torch.randn(2, 16, spatial, spatial)
+    out_ours, out_ref = ours(x), ref(x)
+    torch.testing.assert_close(out_ours, out_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.weight_u, ref.weight_u)
+    (out_ours.square().sum()).backward()
+    (out_ref.square().sum()).backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight_orig.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-6)
+    ours.eval()
+    u = ours.weight_u.clone()
+    ours(x)
+    assert torch.equal(u, ours.weight_u)  # no power iteration in eval mode
+
+
+def test_modulate_matches_autograd_of_the_formula():
+    from gauguin.nn.spade import spade_modulate
+
+    torch.manual_seed(0)
+    n = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    gb = torch.randn(2, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(spade_modulate, (n, gb))
+    gamma, beta = gb.chunk(2, dim=1)
+    torch.testing.assert_close(spade_modulate(n, gb), n * (1 + gamma) + beta)
+    cl = gb.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    spade_modulate(n, cl).sum().backward()
+    torch.testing.assert_close(cl.grad, torch.cat([n.detach(), torch.ones_like(n)], 1))
+
+
+def test_spectral_conv_same_in_channels_last():
+    """σ, the power iteration and the gradient do not depend on the weight's memory layout."""
+    torch.manual_seed(0)
+    a = SpectralNormConv2d(6, 8, 3, padding=1)
+    b = SpectralNormConv2d(6, 8, 3, padding=1)
+    b.load_state_dict(a.state_dict())
+    b.to(memory_format=torch.channels_last)
+    assert b.weight.is_contiguous(memory_format=torch.channels_last) and not b.weight.is_contiguous()
+    x = torch.randn(2, 6, 5, 5)
+    ya, yb = a(x), b(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(ya, yb)
+    torch.testing.assert_close(a.weight_v, b.weight_v)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    torch.testing.assert_close(a.weight.grad, b.weight.grad)
+    assert b.weight.grad.is_contiguous(memory_format=torch.channels_last)

@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .cache import cache_key, load_cached, save_cached
 from .classifier import classifier_accuracy, fit_classifier
@@ -19,10 +20,12 @@ from .inception_score import inception_score
 from .kid import kernel_inception_distance
 from .msssim import ms_ssim_diversity
 from .prdc import precision_recall_density_coverage
+from .segmenter import load_or_train_segmenter, segmenter_scores
 from .sources import ImageSet, load_image_set, match_images
 
-METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr")
+METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr", "miou")
 FEATURE_METRICS = {"fid", "kid", "pr"}  # those compared with the real images' features
+EXTRACTOR_METRICS = FEATURE_METRICS | {"is", "accuracy"}  # those that run the feature extractor
 CACHE_VERSION = 1
 
 
@@ -34,7 +37,7 @@ def count_label(n: int) -> str:
 @dataclass
 class Evaluation:
     real: ImageSet
-    extractor: FeatureExtractor
+    extractor: FeatureExtractor | None
     progress: bool = True
     cache_hit: bool | None = None  # whether the reference features came from the cache
 
@@ -62,15 +65,18 @@ def check_metric_names(metrics: list[str]) -> None:
             raise ValueError(f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})")
 
 
-def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtractor,
-                    real_features: torch.Tensor | None = None, seed: int = 0, progress: bool = True) -> dict:
+def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtractor | None,
+                    real_features: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
+                    segmenter: str | None = None) -> dict:
     """``metrics`` of the ``fake`` images, keyed by metric name (``pr`` gives a dict of four, ``kid`` and
-    ``is`` a mean and std). ``fid``, ``kid`` and ``pr`` need the reference ``real_features``."""
+    ``is`` a mean and std, ``miou`` mIoU, pixel and mean accuracy). ``fid``, ``kid`` and ``pr`` need the
+    reference ``real_features``; ``miou`` needs images made from label maps and a segmenter (a weights
+    file, or gauguin's own for the label maps' dataset)."""
     check_metric_names(metrics)
     if FEATURE_METRICS & set(metrics) and real_features is None:
         raise ValueError(f"{', '.join(sorted(FEATURE_METRICS & set(metrics)))} need the real images' features")
     fake_f = fake_p = None
-    if (FEATURE_METRICS | {"is", "accuracy"}) & set(metrics):
+    if EXTRACTOR_METRICS & set(metrics):
         kind = "both" if extractor.has_probabilities else "features"
         out = extract(extractor, fake.images, kind=kind, progress=progress, desc=f"features {fake.name}")
         fake_f, fake_p = out if kind == "both" else (out, None)
@@ -93,26 +99,40 @@ def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtrac
             results[name] = ms_ssim_diversity(fake.images, seed=seed, labels=fake.labels)
         elif name == "tstr":
             results[name] = tstr(fake, seed=seed, progress=progress)
+        elif name == "miou":
+            if fake.label_maps is None:
+                raise ValueError(f"miou needs images generated from label maps: {fake.name} is not from a "
+                                 "semantic model (SPADE, pix2pix)")
+            model = load_or_train_segmenter(_segmenter_dataset(fake.label_source), segmenter, progress)
+            results[name] = segmenter_scores(model, fake.images, fake.label_maps)
     return results
 
 
+def _segmenter_dataset(spec: str) -> str:
+    return "fashion-mnist" if spec.lower().replace("_", "-").startswith(("fashion-mnist", "fmnist")) else spec
+
+
 def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extractor: str = "fmnist",
-             weights: str | None = None, seed: int = 0, progress: bool = True) -> dict:
+             weights: str | None = None, seed: int = 0, progress: bool = True, segmenter: str | None = None) -> dict:
     """Compute ``metrics`` of the ``fake`` images against the ``real`` ones; a JSON-able dict whose
     results are named by protocol (metric, image count, extractor, reference set)."""
     check_metric_names(metrics)
     real_set = load_image_set(real, n, seed)
     fake_set = load_image_set(fake, n, seed)
     fake_set.images = match_images(fake_set.images, real_set.images)
-    ev = Evaluation(real_set, create_extractor(extractor, weights), progress)
+    if fake_set.label_maps is not None and fake_set.label_maps.shape[-2:] != fake_set.images.shape[-2:]:
+        fake_set.label_maps = F.interpolate(fake_set.label_maps[:, None].float(), size=fake_set.images.shape[-2:],
+                                            mode="nearest-exact")[:, 0].long()  # follow the resized images
+    ev = Evaluation(real_set, create_extractor(extractor, weights) if EXTRACTOR_METRICS & set(metrics) else None,
+                    progress)
     real_f = ev.real_features() if FEATURE_METRICS & set(metrics) else None
-    values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress)
+    values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress, segmenter)
     count = count_label(len(fake_set.images))
     protocol = {"pr": f"prdc{count}-{extractor}-{real_set.name}", "msssim": f"msssim{count}-{fake_set.name}",
-                "tstr": f"tstr{count}-fashion-mnist:test"}
+                "tstr": f"tstr{count}-fashion-mnist:test", "miou": f"miou{count}-segmenter-{fake_set.label_source}"}
     results = {protocol.get(name, f"{name}{count}-{extractor}-{real_set.name}"): value for name, value in values.items()}
     return {"real": real_set.name, "fake": fake_set.name, "n": len(fake_set.images), "extractor": extractor,
-            "weights_hash": ev.extractor.weights_hash, "reference_cache_hit": ev.cache_hit,
+            "weights_hash": ev.extractor.weights_hash if ev.extractor else None, "reference_cache_hit": ev.cache_hit,
             "results": results}
 
 

@@ -83,11 +83,26 @@ def segmenter_scores(segmenter: Segmenter, images: Tensor, label_maps: Tensor) -
         raise ValueError(f"images {tuple(images.shape)} and label maps {tuple(label_maps.shape)} do not pair up")
     if not torch.isfinite(images).all():
         raise ValueError("the images hold NaN/Inf values: no segmentation score can be computed")
+    images, label_maps = _as_trained(segmenter, images, label_maps)
     confusion = torch.zeros(segmenter.num_labels, segmenter.num_labels, dtype=torch.long)
     for i in range(0, len(images), 256):
         confusion += confusion_matrix(segmenter.predict(images[i : i + 256]), label_maps[i : i + 256],
                                       segmenter.num_labels, segmenter.ignore_index)
     return scores_from_confusion(confusion, segmenter.ignore_index)
+
+
+def _as_trained(segmenter: Segmenter, images: Tensor, label_maps: Tensor) -> tuple[Tensor, Tensor]:
+    """Images and label maps at the segmenter's training size (bilinear / nearest) and channel count."""
+    if images.shape[1] != segmenter.in_channels:
+        if segmenter.in_channels == 1:
+            images = images.mean(1, keepdim=True)
+        else:
+            images = images.expand(-1, segmenter.in_channels, -1, -1)
+    size = json.loads(segmenter.metadata.get("image_size", "null") or "null")
+    if size and tuple(images.shape[-2:]) != tuple(size):
+        images = F.interpolate(images, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+        label_maps = F.interpolate(label_maps[:, None].float(), size=tuple(size), mode="nearest-exact")[:, 0].long()
+    return images, label_maps
 
 
 def fit_segmenter(images: Tensor, label_maps: Tensor, num_labels: int, ignore_index: int | None = None,

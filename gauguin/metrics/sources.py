@@ -1,8 +1,12 @@
 """Image sets to evaluate, named on the command line, each with a content fingerprint.
 
     fashion-mnist:test   fashion-mnist:train   (the real splits; "fashion-mnist" = test)
+    coco-stuff:PATH  cityscapes:PATH  ade20k:PATH   the photos of a semantic dataset's held-out split
     folder:PATH          a folder of images (class sub-folders give labels)
     PATH                 a checkpoint or run folder (its generator draws the images), or an image folder
+
+A checkpoint of a semantic family (SPADE) draws its images from the label maps of its dataset's
+held-out split, and its image set keeps those label maps (for mIoU / pixel accuracy).
 """
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data import FashionMNIST, ImageFolder
+from ..data.semantic import SEMANTIC_DATASETS, build_semantic_dataset
 from ..fileio import file_sha256
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
+SEMANTIC_KINDS = set(SEMANTIC_DATASETS) - {"fashion-mnist", "folder"}  # "folder:" stays a plain image folder
 
 
 @dataclass
@@ -26,6 +32,8 @@ class ImageSet:
     labels: torch.Tensor | None  # [N] class ids, or None
     name: str
     fingerprint: str  # changes whenever the content would
+    label_maps: torch.Tensor | None = None  # [N, H, W]: the label maps the images were made from
+    label_source: str = ""  # the dataset spec the label maps came from (picks the segmenter)
 
 
 def fingerprint_files(paths: list[Path], extra: str = "") -> str:
@@ -52,6 +60,9 @@ def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
         split = rest or "test"
         data = FashionMNIST(split)
         return _from_dataset(data, f"fashion-mnist:{split}", n, seed)
+    if kind.lower().replace("_", "-") in SEMANTIC_KINDS:
+        data = build_semantic_dataset(spec, "val", augment=False)
+        return _from_dataset(data, f"{spec}:val", n, seed)
     path = Path(rest if kind == "folder" else spec)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: give fashion-mnist:test|train, folder:PATH or a checkpoint")
@@ -63,7 +74,8 @@ def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
 
 def _from_dataset(data, name: str, n: int | None, seed: int) -> ImageSet:
     idx = _subset(len(data), n, seed)
-    images, labels = data.get_batch(idx)
+    batch = data.get_batch(idx)
+    images, labels = (batch["image"], batch.get("label")) if isinstance(batch, dict) else batch
     extra = f"{name}|{len(idx)}|{seed}|{tuple(images.shape[1:])}"
     has_labels = getattr(data, "num_classes", 1) > 1
     return ImageSet(images, labels if has_labels else None, name, fingerprint_files(data.source_files, extra))
@@ -73,6 +85,8 @@ def _from_checkpoint(path: Path, n: int, seed: int) -> ImageSet:
     from ..sampling import load_generator  # metrics -> models, only when a checkpoint is evaluated
 
     loaded = load_generator(path)
+    if loaded.data.num_labels:
+        return _from_semantic_checkpoint(loaded, path, n, seed)
     if loaded.family.conditional:  # balanced classes: n/K of each
         labels = torch.arange(n) % loaded.meta["num_classes"]
         images = torch.cat([loaded.sample(int((labels == k).sum()), seed=seed + k, label=k)
@@ -85,6 +99,27 @@ def _from_checkpoint(path: Path, n: int, seed: int) -> ImageSet:
     extra = f"{loaded.meta['step']}|{n}|{seed}"
     fingerprint = fingerprint_files([loaded.folder / "weights.safetensors"], extra)
     return ImageSet(images, labels, f"{loaded.meta['family']}@{loaded.meta['step']}", fingerprint)
+
+
+def _from_semantic_checkpoint(loaded, path: Path, n: int, seed: int) -> ImageSet:
+    """Images generated from the label maps of the checkpoint's dataset, held-out split (random styles)."""
+    cfg = loaded.family.cfg
+    data = type(loaded.family).build_dataset(cfg, split="val")
+    idx = _subset(len(data), n, seed)
+    images, label_maps = [], []
+    for first in range(0, len(idx), 64):
+        batch = data.get_batch(idx[first : first + 64])
+        inputs = loaded.family.inputs_like(batch, torch.Generator().manual_seed(seed + first))
+        with torch.no_grad():
+            images.append(loaded.family.generate(loaded.generator, {k: v.to(loaded.device) for k, v in inputs.items()})
+                          .float().cpu())
+        label_maps.append(batch["label_map"])
+    images = torch.cat(images)
+    if not torch.isfinite(images).all():
+        raise ValueError(f"the generator of {path} produced NaN/Inf images; the checkpoint is broken")
+    fingerprint = fingerprint_files([loaded.folder / "weights.safetensors"], f"{loaded.meta['step']}|{len(idx)}|{seed}")
+    return ImageSet(images, None, f"{loaded.meta['family']}@{loaded.meta['step']}", fingerprint,
+                    torch.cat(label_maps), cfg.dataset)
 
 
 def _native_format(path: Path) -> tuple[int, int]:

@@ -143,7 +143,9 @@ class SPADE(GANFamily):
     # ------------------------------------------------------------------ inputs
     def semantic(self, batch: dict[str, Tensor]) -> Tensor:
         """One-hot label map (+ instance edges), built on the batch's device."""
-        segmap = semantic_input(batch, self.data.num_labels, self.use_instances)
+        device = batch["label_map"].device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+        segmap = semantic_input(batch, self.data.num_labels, self.use_instances, dtype)  # 0/1: exact in bf16
         if batch["image"].is_contiguous(memory_format=torch.channels_last):  # the layout the loop chose
             segmap = segmap.contiguous(memory_format=torch.channels_last)
         return segmap
@@ -188,8 +190,7 @@ class SPADE(GANFamily):
         with torch.set_grad_enabled(reuse):  # the G step reuses these fakes: one G forward per iteration
             fake = self._fake(G, segmap, real)
         self._fake_for_g = fake if reuse else None
-        pairs = torch.cat([torch.cat([segmap, fake.detach()], 1), torch.cat([segmap, real], 1)])
-        outputs = D(pairs)  # real and fake in one batch: instance norm keeps samples apart
+        outputs = D(_paired(segmap, fake.detach(), real))  # one batch: instance norm keeps samples apart
         loss = 0.0
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
@@ -224,6 +225,19 @@ class SPADE(GANFamily):
             logs["g_kl"] = kl.item()
         logs["g_loss"] = loss.item()
         return loss, logs
+
+
+def _paired(segmap: Tensor, *images: Tensor) -> Tensor:
+    """[segmap ⊕ image] of each image batch, stacked along the batch dimension: D's input for several
+    image batches of one label map, written into one buffer (each part copied once, no nested cat)."""
+    b, c = segmap.shape[:2]
+    layout = torch.channels_last if segmap.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((b * len(images), c + images[0].shape[1], *segmap.shape[2:]), dtype=segmap.dtype,
+                      device=segmap.device, memory_format=layout)
+    for k, image in enumerate(images):
+        out[k * b : (k + 1) * b, :c] = segmap
+        out[k * b : (k + 1) * b, c:] = image
+    return out
 
 
 def _rgb(images: Tensor) -> Tensor:

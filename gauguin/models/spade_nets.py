@@ -15,11 +15,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ..nn.patchgan import MultiscaleDiscriminator
 from ..nn.spade import ParamFreeNorm, SegmapPyramid, SPADEResBlock
+from ..nn.spectral import SpectralNormConv2d
 
 UpsamplingLayers = Literal["normal", "more", "most"]
 NUM_UP = {"normal": 5, "more": 6, "most": 7}
@@ -138,7 +137,7 @@ class ConvEncoder(nn.Module):
         widths = [in_channels, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf]
         layers: list[nn.Module] = []
         for cin, cout in zip(widths, widths[1:]):
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False)),
+            layers += [SpectralNormConv2d(cin, cout, 3, stride=2, padding=1, bias=False),
                        nn.InstanceNorm2d(cout, affine=False), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.fc_mu = nn.Linear(8 * ndf * 4 * 4, z_dim)
@@ -165,14 +164,11 @@ def init_spade_weights_(module: nn.Module, gain: float = 0.02) -> nn.Module:
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            spectral = parametrize.is_parametrized(m, "weight")
-            if spectral:
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
             nn.init.xavier_normal_(m.weight, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-            if spectral:
-                spectral_norm(m)
+            if isinstance(m, SpectralNormConv2d):
+                m.reset_power_iteration()
         elif isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm)) and m.affine:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)

@@ -12,7 +12,8 @@ from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+
+from .spectral import spectral_conv
 
 PatchNorm = Literal["instance", "batch", "none"]
 
@@ -49,7 +50,6 @@ class NLayerDiscriminator(nn.Module):
         if n_layers < 1:
             raise ValueError(f"n_layers must be at least 1, got {n_layers}")
         bias = norm == "none" if bias is None else bias
-        sn = spectral_norm if spectral else (lambda m: m)
         layers: list[nn.Module] = [
             nn.Sequential(nn.Conv2d(in_channels, ndf, 4, stride=2, padding=padding), nn.LeakyReLU(0.2))
         ]
@@ -57,7 +57,7 @@ class NLayerDiscriminator(nn.Module):
         for n in range(1, n_layers):
             nf_prev, nf = nf, min(nf * 2, 512)
             stride = 1 if n == n_layers - 1 else 2
-            conv = sn(nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=padding, bias=bias))
+            conv = spectral_conv(spectral, nf_prev, nf, 4, stride=stride, padding=padding, bias=bias)
             layers.append(nn.Sequential(conv, _norm(norm, nf), nn.LeakyReLU(0.2)))
         layers.append(nn.Sequential(nn.Conv2d(nf, 1, 4, stride=1, padding=padding)))
         self.layers = nn.ModuleList(layers)

@@ -17,7 +17,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
+
+from .spectral import spectral_conv
 
 ParamFreeNorm = Literal["batch", "instance", "syncbatch"]
 
@@ -78,6 +79,39 @@ def make_param_free_norm(kind: ParamFreeNorm, channels: int) -> nn.Module:
     raise ValueError(f"param_free_norm must be 'batch', 'instance' or 'syncbatch', got {kind!r}")
 
 
+class _Modulate(torch.autograd.Function):
+    """out = n·(1 + γ) + β with γ, β the two halves of one tensor ``gb`` = [γ; β] along channels.
+
+    Written as one autograd node so that the backward pass writes ∂L/∂γ and ∂L/∂β straight into
+    one buffer shaped like ``gb`` (autograd's ``chunk`` would concatenate them: a full extra copy
+    of the largest activations in the network) and no (1 + γ) temporary is kept.
+    """
+
+    @staticmethod
+    def forward(ctx, normalized: Tensor, gb: Tensor) -> Tensor:
+        gamma, beta = gb.chunk(2, dim=1)
+        ctx.save_for_backward(normalized, gb)
+        return torch.addcmul(beta, normalized, gamma).add_(normalized)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        normalized, gb = ctx.saved_tensors
+        gamma = gb.chunk(2, dim=1)[0]
+        grad_normalized = torch.addcmul(grad, grad, gamma) if ctx.needs_input_grad[0] else None
+        grad_gb = None
+        if ctx.needs_input_grad[1]:
+            grad_gb = torch.empty_like(gb)
+            grad_gamma, grad_beta = grad_gb.chunk(2, dim=1)
+            torch.mul(grad, normalized, out=grad_gamma)
+            grad_beta.copy_(grad)
+        return grad_normalized, grad_gb
+
+
+def spade_modulate(normalized: Tensor, gamma_beta: Tensor) -> Tensor:
+    """SPADE's Eq. 1, out = normalized·(1 + γ) + β, for ``gamma_beta`` = [γ; β] (channels)."""
+    return _Modulate.apply(normalized, gamma_beta)
+
+
 class SPADE(nn.Module):
     """SPADE normalisation (Park et al. 2019, Eq. 1 and Fig. 2).
 
@@ -109,8 +143,7 @@ class SPADE(nn.Module):
         normalized = self.param_free_norm(x)
         size = (x.shape[-2], x.shape[-1])
         seg = segmap.at(size) if isinstance(segmap, SegmapPyramid) else resize_segmap(segmap, size)
-        gamma, beta = self.modulation(seg)
-        return torch.addcmul(beta, normalized, 1 + gamma)  # norm(x)·(1+γ) + β
+        return spade_modulate(normalized, self.mlp_gamma_beta(F.relu(self.mlp_shared(seg))))
 
 
 class SPADEResBlock(nn.Module):
@@ -126,13 +159,12 @@ class SPADEResBlock(nn.Module):
         super().__init__()
         fmiddle = min(fin, fout)
         self.learned_shortcut = fin != fout
-        sn = spectral_norm if spectral else (lambda m: m)
-        self.conv_0 = sn(nn.Conv2d(fin, fmiddle, 3, padding=1))
-        self.conv_1 = sn(nn.Conv2d(fmiddle, fout, 3, padding=1))
+        self.conv_0 = spectral_conv(spectral, fin, fmiddle, 3, padding=1)
+        self.conv_1 = spectral_conv(spectral, fmiddle, fout, 3, padding=1)
         self.norm_0 = SPADE(fin, label_nc, hidden, param_free_norm=param_free_norm)
         self.norm_1 = SPADE(fmiddle, label_nc, hidden, param_free_norm=param_free_norm)
         if self.learned_shortcut:
-            self.conv_s = sn(nn.Conv2d(fin, fout, 1, bias=False))
+            self.conv_s = spectral_conv(spectral, fin, fout, 1, bias=False)
             self.norm_s = SPADE(fin, label_nc, hidden, param_free_norm=param_free_norm)
 
     def shortcut(self, x: Tensor, segmap: Tensor | SegmapPyramid) -> Tensor:

@@ -10,6 +10,8 @@ convs and the classifier in such a file are ignored.
 """
 from __future__ import annotations
 
+import copy
+
 import pickle  # only for its exception type: files are read with torch.load(weights_only=True)
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,16 +150,28 @@ class VGGLoss(nn.Module):
     def __init__(self, vgg: VGG19):
         super().__init__()
         self.vgg = vgg.eval().requires_grad_(False)
+        self._casts: dict[tuple, VGG19] = {}  # frozen weights, so cast once per dtype / device / layout
 
     def train(self, mode: bool = True) -> VGGLoss:
         super().train(mode)
         self.vgg.eval()
         return self
 
+    def _network_for(self, x: Tensor) -> VGG19:
+        """The VGG in the dtype autocast would cast its weights to, and in ``x``'s memory layout."""
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.vgg.features[0].weight.dtype
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        key = (dtype, x.device, layout)
+        if key not in self._casts:
+            self._casts[key] = copy.deepcopy(self.vgg).to(device=x.device, dtype=dtype, memory_format=layout)
+        return self._casts[key]
+
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        x_feats = self.vgg(VGG19.normalize(x))
+        vgg = self._network_for(x)
+        x_feats = vgg(VGG19.normalize(x))
         with torch.no_grad():
-            y_feats = self.vgg(VGG19.normalize(y))
+            y_feats = vgg(VGG19.normalize(y))
         loss = x.new_zeros((), dtype=torch.float32)
         for w, fx, fy in zip(self.weights, x_feats, y_feats):
             loss = loss + w * F.l1_loss(fx.float(), fy.float())

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ConfigError, TrainConfig
 from ..metrics import create_extractor, extract, sliced_wasserstein
-from ..metrics.evaluate import check_metric_names, compute_metrics
+from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
 from . import checkpoint as ckpt
@@ -279,7 +279,9 @@ class Trainer:
         fake = self.generate(self.family.inputs_like(batch, gen))
         scores = {"swd": sliced_wasserstein(real, fake)}
         if self.cfg.eval_metrics:
-            scores.update(self._eval_metrics(real, fake, labels if self.family.conditional else None))
+            fake_set = ImageSet(fake, labels if self.family.conditional else None, "generated", "",
+                                batch.get("label_map"), self.cfg.dataset)
+            scores.update(self._eval_metrics(real, fake_set))
         self.state.history.append([step, scores[self.cfg.best_metric]])
         logger.scalars(step, scores)
         if scores[self.cfg.best_metric] < self.state.best_metric:
@@ -287,14 +289,14 @@ class Trainer:
             return True
         return False
 
-    def _eval_metrics(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-        """``eval_metrics`` as flat scalars (``kid``, ``is``: means; ``pr``: its four numbers)."""
-        if self._extractor is None:  # once per run: the extractor and the real images' features
+    def _eval_metrics(self, real: torch.Tensor, fake_set: ImageSet) -> dict[str, float]:
+        """``eval_metrics`` as flat scalars (``kid``, ``is``: means; ``pr``, ``miou``: each of their numbers)."""
+        needs_extractor = set(self.cfg.eval_metrics) & EXTRACTOR_METRICS
+        if needs_extractor and self._extractor is None:  # once per run: the extractor, the real images' features
             self._extractor = create_extractor(self.cfg.eval_extractor, self.cfg.eval_weights or None, self.device)
             self._real_features = extract(self._extractor, real, progress=False)
-        fake_set = ImageSet(fake, labels, "generated", "")
         values = compute_metrics(list(self.cfg.eval_metrics), fake_set, self._extractor, self._real_features,
-                                 seed=self.cfg.seed, progress=False)
+                                 seed=self.cfg.seed, progress=False, segmenter=self.cfg.eval_segmenter or None)
         flat = {}
         for name, value in values.items():
             if isinstance(value, dict):
