@@ -177,3 +177,27 @@ def test_eval_miou_of_generated_images(trained, tmp_path):
     shuffled = segmenter_scores(load_segmenter(seg_path), fake.images, fake.label_maps[torch.randperm(300)])
     assert shuffled["miou"] < miou["miou"] / 2, (shuffled, miou)
     assert results["fid300-fmnist-fashion-mnist:test"] > 0
+
+
+def test_trains_on_a_folder_of_rgb_colour_labels_and_on_ade20k(tmp_path):
+    """The commonest user data: photos + label PNGs saved as RGB colours, palette inferred; and the
+    ADE20K layout (annotations 0 = other -> don't care), both from files written here."""
+    rng = np.random.default_rng(0)
+    colours = np.array([[0, 0, 0], [200, 30, 30], [30, 200, 30], [30, 30, 200]], np.uint8)
+    for sub in ("mine/images", "mine/labels", "ade/images/training", "ade/annotations/training"):
+        (tmp_path / sub).mkdir(parents=True)
+    for i in range(4):
+        photo = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        ids = rng.integers(0, 4, (5, 5)).repeat(8, 0).repeat(8, 1)
+        Image.fromarray(photo).save(tmp_path / f"mine/images/{i}.jpg")
+        Image.fromarray(colours[ids]).save(tmp_path / f"mine/labels/{i}.png")
+        Image.fromarray(photo).save(tmp_path / f"ade/images/training/{i}.jpg")
+        Image.fromarray((ids * 40).astype(np.uint8)).save(tmp_path / f"ade/annotations/training/{i}.png")
+    common = dict(channels=3, image_size=32, load_size=40, steps=1, batch_size=2, ngf=4, ndf=4, eval_every=0)
+    folder = Trainer("spade", spade_config(tmp_path / "run_folder", dataset=f"folder:{tmp_path / 'mine'}",
+                                           label_palette="infer", **common))
+    assert folder.data_info.num_labels == 4 and folder.data_info.palette is not None
+    assert math.isfinite(folder.train_step(0)["g_loss"])
+    ade = Trainer("spade", spade_config(tmp_path / "run_ade", dataset=f"ade20k:{tmp_path / 'ade'}", **common))
+    assert ade.data_info.num_labels == 151 and ade.data_info.dont_care_index == 150
+    assert math.isfinite(ade.train_step(0)["d_loss"])

@@ -390,3 +390,20 @@ def test_spectral_conv_same_in_channels_last():
     yb.square().sum().backward()
     torch.testing.assert_close(a.weight.grad, b.weight.grad)
     assert b.weight.grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_small_map_conv_gradients_match_conv2d():
+    """The one-GEMM weight gradient of small maps equals autograd's conv2d gradient."""
+    from gauguin.nn.spectral import _SmallMapConv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, b: _SmallMapConv.apply(a, b, (1, 1)), (x, w))
+    conv = SpectralNormConv2d(16, 32, 3, padding=1)
+    small = torch.randn(2, 16, 4, 4)  # 32 output rows: the small-map path
+    ref = torch.nn.functional.conv2d(small, conv.weight, None, padding=1)
+    torch.testing.assert_close(conv._conv_unscaled(small), ref, rtol=1e-5, atol=1e-6)
+    conv._conv_unscaled(small).square().sum().backward()
+    expected, = torch.autograd.grad(ref.square().sum(), conv.weight)
+    torch.testing.assert_close(conv.weight.grad, expected, rtol=1e-4, atol=1e-5)
