@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gauguin.data import FashionMNIST
+from gauguin.models import DataInfo
 from gauguin.models.dcgan import DCGAN, DCGANConfig
 from gauguin.training import Trainer
 
@@ -111,7 +112,7 @@ def main() -> None:
     steps, rounds = (3, 1) if args.quick else (args.steps, args.rounds)
 
     dataset = FashionMNIST("train", image_size=32)
-    ours_nets = DCGAN(DCGANConfig(), num_classes=10)
+    ours_nets = DCGAN(DCGANConfig(), DataInfo(num_classes=10))
     for mine, theirs in ((ours_nets.generator, TextbookGenerator()), (ours_nets.discriminator, TextbookDiscriminator())):
         assert _count(mine) == _count(theirs), "the textbook loop must train the same architecture"
     plain, ours = [], []
