@@ -46,11 +46,33 @@ def _sample(args) -> int:
 
 
 def _translate(args) -> int:
-    from .nn.labels import colorize_labels
     from .sampling import load_generator
-    from .training.images import make_grid, save_png
 
     loaded = load_generator(args.checkpoint, args.device)
+    if args.labels:
+        return _translate_labels(loaded, args)
+    if not args.input:
+        raise ValueError("gauguin translate needs --labels LABEL.png (semantic models) or --input FILE|DIR "
+                         "(image-to-image models)")
+    from .data.folder import IMAGE_EXTENSIONS
+    from .training.images import save_png
+
+    source = Path(args.input)
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if source.is_dir() else [source]
+    if not files:
+        raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    out = Path(args.out)
+    for path in files:
+        image = loaded.read_image(path, loaded.family.input_channels)
+        save_png(loaded.translate_images(image, args.direction)[0], out / f"{path.stem}.png")
+    print(f"gauguin: translated {len(files)} image(s) into {out}/")
+    return 0
+
+
+def _translate_labels(loaded, args) -> int:
+    from .nn.labels import colorize_labels
+    from .training.images import make_grid, save_png
+
     label_map = loaded.read_label_map(args.labels)
     instance = loaded.read_instance_map(args.instances) if args.instances else None
     style = loaded.read_style_image(args.style) if args.style else None
@@ -147,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="a .png path for a grid, or a folder for one file per sample")
     p.set_defaults(run=_sample)
 
-    p = sub.add_parser("translate", help="images from a label map (SPADE): random styles or a style image")
+    p = sub.add_parser("translate", help="images from a label map (SPADE) or from images (pix2pix, CycleGAN)")
     p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest checkpoint)")
-    p.add_argument("--labels", required=True, help="label PNG, stored as the training data's label files")
+    p.add_argument("--labels", help="label PNG, stored as the training data's label files (semantic models)")
+    p.add_argument("--input", help="an image file or a folder of images (image-to-image models)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="image-to-image: which way to translate")
     p.add_argument("--instances", help="instance-id PNG (models trained with instance maps)")
     p.add_argument("--style", help="a photo whose style to copy (models trained with use_vae)")
     p.add_argument("--n", type=int, default=1, help="number of random styles")

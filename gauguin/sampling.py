@@ -111,16 +111,26 @@ class LoadedGenerator:
 
     def read_style_image(self, path: str | Path) -> torch.Tensor:
         """A photo as a style input ``[1, C, H, W]`` in [-1, 1] at the model's size."""
+        return self.read_image(path, self.data.channels)
+
+    def read_image(self, path: str | Path, channels: int) -> torch.Tensor:
+        """An image file as ``[1, channels, H, W]`` in [-1, 1] at the model's size (bicubic)."""
         import numpy as np
 
         from .data.semantic import read_rgb_image
 
         image = read_rgb_image(path)
-        if self.data.channels == 1:
+        if channels == 1:
             image = image.convert("L")
         pixels = torch.from_numpy(np.array(image.resize(self.image_size[::-1], resample=3))).float()
         pixels = pixels.view(*pixels.shape[:2], -1).permute(2, 0, 1)
         return (pixels / 127.5 - 1.0).unsqueeze(0)
+
+    @torch.no_grad()
+    def translate_images(self, images: torch.Tensor, direction: str | None = None) -> torch.Tensor:
+        """Image-to-image families: the translation of ``images`` ``[N, C, H, W]`` in [-1, 1]."""
+        inputs = self.family.translation_inputs(images, direction)
+        return self.family.generate(self.generator, {k: v.to(self.device) for k, v in inputs.items()}).float().cpu()
 
     @torch.no_grad()
     def translate(self, label_map: torch.Tensor, instance: torch.Tensor | None = None, n: int = 1, seed: int = 0,

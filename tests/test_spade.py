@@ -106,6 +106,8 @@ def test_learns_fashion_silhouettes(trained):
         swapped = loaded.family.generate(loaded.generator, {**inputs, "label_map": other})
         class_change = (swapped - fake).abs()[:, 0][inside].mean().item()
         assert class_change > 0.03, class_change
+    print(f"\nspade learning test: brightness inside {brightness_in:.3f} / outside {brightness_out:.3f}, "
+          f"class accuracy {accuracy:.3f}, mean change inside when relabelled {class_change:.3f}")
 
 
 def test_multimodal_and_style_guided(trained, tmp_path):

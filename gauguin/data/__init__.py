@@ -17,6 +17,8 @@ from gauguin.data.coco_stuff import COCO_STUFF_CLASSES, CocoStuff
 from gauguin.data.label_folder import LabelFolder
 from gauguin.data.semantic import PREPROCESS_MODES, SEMANTIC_DATASETS, SemanticDataset, build_semantic_dataset, load_palette
 from gauguin.data.silhouettes import FashionMNISTSilhouettes
+from gauguin.data.paired import PAIRED_DATASETS, FashionMNISTEdges, PairedFolder, build_paired_dataset, edge_drawing
+from gauguin.data.unpaired import UNPAIRED_DATASETS, FashionMNISTDomains, UnpairedFolder, build_unpaired_dataset
 
 DATASET_NAMES = ("fashion_mnist", "folder")
 
@@ -44,6 +46,15 @@ __all__ = [
     "build_dataset",
     "find_fashion_mnist",
     "read_idx",
+    "PAIRED_DATASETS",
+    "FashionMNISTEdges",
+    "PairedFolder",
+    "build_paired_dataset",
+    "edge_drawing",
+    "UNPAIRED_DATASETS",
+    "FashionMNISTDomains",
+    "UnpairedFolder",
+    "build_unpaired_dataset",
 ]
 
 

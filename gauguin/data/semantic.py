@@ -664,7 +664,7 @@ def check_split(split: str, valid: Sequence[str], dataset: str) -> str:
 # kind -> "module:Class" (imported when used) or a callable(root, split=..., **kwargs).
 # Add a kind by adding an entry; a kind in ROOTLESS_KINDS is written without ":PATH" and its
 # factory is called as factory(split=..., **kwargs) (root=PATH when one is given).
-SEMANTIC_DATASETS: dict[str, str | Callable[..., Any]] = {
+SEMANTIC_DATASETS: dict[str, str] = {  # kind -> "module:Class"
     "coco-stuff": "gauguin.data.coco_stuff:CocoStuff",
     "cityscapes": "gauguin.data.cityscapes:Cityscapes",
     "ade20k": "gauguin.data.ade20k:ADE20K",
@@ -675,24 +675,29 @@ ROOTLESS_KINDS: set[str] = {"fashion-mnist"}
 
 
 def build_semantic_dataset(spec: str, split: str = "train", **kwargs: Any) -> Any:
-    """The dataset named by ``spec``: ``"coco-stuff:PATH"``, ``"cityscapes:PATH"``,
-    ``"ade20k:PATH"``, ``"folder:PATH"`` or ``"fashion-mnist"`` (silhouettes); ``kwargs`` go to its constructor (``crop_size``,
-    ``preprocess``, ``augment``, ...)."""
+    """The dataset named by ``spec``: ``"coco-stuff:PATH"``, ``"cityscapes:PATH"``, ``"ade20k:PATH"``,
+    ``"folder:PATH"`` or ``"fashion-mnist"`` (silhouettes); ``kwargs`` go to its constructor
+    (``crop_size``, ``preprocess``, ``augment``, ...)."""
+    return build_from_spec(spec, split, kwargs, SEMANTIC_DATASETS, ROOTLESS_KINDS, "semantic")
+
+
+def build_from_spec(
+    spec: str, split: str, kwargs: dict[str, Any], registry: Mapping[str, str], rootless: set[str], what: str
+) -> Any:
+    """The dataset of ``registry`` named by ``spec`` (``KIND`` or ``KIND:PATH``)."""
     kind, sep, root = str(spec).partition(":")
     kind = kind.strip().lower().replace("_", "-")
-    if kind not in SEMANTIC_DATASETS:
-        valid = tuple(SEMANTIC_DATASETS)
+    if kind not in registry:
+        valid = tuple(registry)
         close = difflib.get_close_matches(kind, valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"unknown semantic dataset {kind!r} in {spec!r}; valid kinds are "
-            f"{', '.join(repr(k) for k in valid)} (written KIND:PATH){hint}"
+            f"unknown {what} dataset {kind!r} in {spec!r}; valid kinds are "
+            f"{', '.join(repr(k) for k in valid)} (folders written folder:PATH){hint}"
         )
-    factory = SEMANTIC_DATASETS[kind]
-    if isinstance(factory, str):
-        module, _, name = factory.partition(":")
-        factory = getattr(importlib.import_module(module), name)
-    if kind in ROOTLESS_KINDS:
+    module, _, name = registry[kind].partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    if kind in rootless:
         return factory(split=split, **kwargs) if not root else factory(root=root, split=split, **kwargs)
     if not sep or not root.strip():
         raise ValueError(f"{spec!r} names no folder; write {kind}:PATH")

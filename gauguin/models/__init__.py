@@ -10,6 +10,7 @@ from .base import DataInfo, GANFamily
 FAMILIES = {
     "dcgan": "gauguin.models.dcgan:DCGAN",
     "spade": "gauguin.models.spade:SPADE",
+    "pix2pix": "gauguin.models.pix2pix:Pix2Pix",
 }
 
 

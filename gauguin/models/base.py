@@ -25,6 +25,7 @@ class DataInfo:
     has_instances: bool = False
     image_size: tuple[int, int] = (0, 0)  # (H, W)
     channels: int = 0
+    input_channels: int = 0  # image-to-image families: channels of the input images
     raw_to_index: list[int] = dataclasses.field(default_factory=list)  # label-file value -> label id (-1: invalid)
     palette: dict[str, list[int]] | None = None  # label id -> RGB, for colour-coded label files
 
@@ -37,6 +38,7 @@ class DataInfo:
                    has_instances=getattr(dataset, "has_instances", False),
                    image_size=tuple(size) if isinstance(size, (tuple, list)) else (size, size),
                    channels=getattr(dataset, "channels", 0),
+                   input_channels=getattr(dataset, "input_channels", 0),
                    raw_to_index=list(getattr(dataset, "raw_to_index", [])),
                    palette={str(k): list(v) for k, v in (getattr(dataset, "palette", None) or {}).items()} or None)
 
@@ -98,6 +100,16 @@ class GANFamily:
 
     def generate(self, G: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         return G(**inputs)
+
+    def translation_inputs(self, images: torch.Tensor, direction: str | None) -> dict[str, Any]:
+        """Image-to-image families: generator inputs translating ``images`` in ``direction``."""
+        raise ValueError(f"{self.name} does not translate images; it takes "
+                         + ("label maps (--labels)" if self.data.num_labels else "noise (gauguin sample)"))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the images ``translation_inputs`` takes."""
+        return self.data.input_channels or self.data.channels
 
     def d_loss(self, G: nn.Module, D: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
         raise NotImplementedError

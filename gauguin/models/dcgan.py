@@ -90,7 +90,7 @@ class Generator(nn.Module):
         return self.net(z[:, :, None, None])
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     return {"batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels), "none": nn.Identity}[kind]()
 
 
@@ -104,7 +104,7 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         c = width
         for _ in range(downs - 1):
-            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=norm == "none"), _norm(norm, c * 2), nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=norm == "none"), norm_layer(norm, c * 2), nn.LeakyReLU(0.2, True)]
             c *= 2
         if minibatch_stddev:
             layers.append(MinibatchStddev())

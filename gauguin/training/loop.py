@@ -151,8 +151,8 @@ class Trainer:
     def next_batch(self) -> dict[str, torch.Tensor]:
         batch = as_batch(self.dataset.get_batch(self.sampler.next_indices()))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        batch["image"] = batch["image"].contiguous(memory_format=self.memory_format)
-        return batch
+        return {k: v.contiguous(memory_format=self.memory_format) if v.dim() == 4 and v.is_floating_point() else v
+                for k, v in batch.items()}  # images (and image inputs) in the networks' layout
 
     def train_step(self, step: int) -> dict[str, float]:
         """``d_steps_per_g_step`` discriminator updates, then one generator update; returns the losses."""

@@ -1,0 +1,129 @@
+"""pix2pix (Isola et al. 2017): paired image-to-image translation with a conditional GAN.
+
+G is a U-Net whose dropout is its only noise; D is a PatchGAN that judges (input, output)
+pairs patch by patch (70x70 for ``n_layers_d=3``). G's loss adds λ·‖y − G(x)‖₁ (λ 100, Eq. 4) to
+the adversarial term; D's loss is halved (§3.3). Adam lr 2e-4, β=(0.5, 0.999), constant then
+linearly decayed to 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import losses
+from ..config import ConfigError, TrainConfig
+from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
+from ..nn.unet import UnetGenerator
+from .base import Batch, DataInfo, GANFamily, Logs
+
+
+@dataclasses.dataclass
+class Pix2PixConfig(TrainConfig):
+    """The paper's defaults; the data default to Fashion-MNIST edges → clothing at 32 px."""
+
+    dataset: str = "fashion-mnist"  # fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders)
+    out_dir: str = "runs/pix2pix"
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    image_size: int = 32  # crop size (the paper: 256)
+    load_size: int = 0  # folders: resize before cropping (0 = the dataset's default)
+    batch_size: int = 1  # the paper's batch for most datasets
+    steps: int = 20000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay_start: float = 0.5
+    ema_decay: float = 0.0
+    ngf: int = 64
+    ndf: int = 64
+    norm: Literal["batch", "instance"] = "batch"
+    discriminator: Literal["patch", "pixel"] = "patch"
+    n_layers_d: int = 3  # 3: the 70x70 PatchGAN; 1: 16x16; bigger: larger patches
+    gan_loss: Literal["vanilla", "lsgan"] = "vanilla"
+    lambda_l1: float = 100.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.image_size < 32 or self.image_size & (self.image_size - 1):
+            raise ConfigError(f"image_size must be a power of two >= 32 for the U-Net, got {self.image_size}")
+
+
+class Pix2Pix(GANFamily):
+    name = "pix2pix"
+    config_class = Pix2PixConfig
+
+    def __init__(self, cfg: Pix2PixConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        in_channels = data.input_channels or data.channels
+        self.generator = UnetGenerator(in_channels, data.channels, cfg.image_size, cfg.ngf, cfg.norm)
+        pair_channels = in_channels + data.channels
+        if cfg.discriminator == "pixel":
+            self.discriminator = PixelDiscriminator(pair_channels, cfg.ndf, cfg.norm)
+        else:
+            self.discriminator = pix2pix_patchgan(pair_channels, cfg.n_layers_d, cfg.ndf, cfg.norm)
+        self.adversarial = losses.get_adversarial_loss("nonsaturating" if cfg.gan_loss == "vanilla" else "lsgan")
+        self._fake_for_g: Tensor | None = None
+
+    @classmethod
+    def build_dataset(cls, cfg: Pix2PixConfig, split: str = "train"):
+        from ..data.paired import build_paired_dataset
+
+        kwargs: dict[str, Any] = {"crop_size": cfg.image_size, "direction": cfg.direction}
+        if cfg.dataset.startswith("fashion"):
+            kwargs["channels"] = cfg.channels
+            if cfg.data_root:
+                kwargs["root"] = cfg.data_root
+        else:
+            kwargs["augment"] = split == "train"
+            if cfg.load_size:
+                kwargs["load_size"] = cfg.load_size
+        return build_paired_dataset(cfg.dataset, split, **kwargs)
+
+    # ------------------------------------------------------------------ inputs
+    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
+        return {"input": batch["input"]}
+
+    def random_inputs(self, n, generator=None, labels=None):
+        raise ValueError("pix2pix translates input images: use `gauguin translate CHECKPOINT --input IMAGE`")
+
+    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
+        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
+        return {"input": batch["input"], "real": batch["image"]}
+
+    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
+        """Rows: inputs, real targets, outputs."""
+        rows = [inputs["input"], inputs["real"], fake]
+        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+
+    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
+        return G(inputs["input"])
+
+    def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
+        if direction not in (None, self.cfg.direction):
+            raise ValueError(f"this pix2pix model translates {self.cfg.direction} only; retrain with "
+                             f"direction={direction} for the other way")
+        return {"input": images}
+
+    # ------------------------------------------------------------------ losses
+    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        source, real = batch["input"], batch["image"]
+        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(reuse):  # one G forward per iteration: the G step reuses the fakes
+            fake = G(source)
+        self._fake_for_g = fake if reuse else None
+        real_logits = D(torch.cat([source, real], 1))[-1]  # D returns its layers' outputs, the last is the map
+        fake_logits = D(torch.cat([source, fake.detach()], 1))[-1]
+        loss = 0.5 * self.adversarial.d_loss(real_logits, fake_logits)  # halved: D learns slower than G (§3.3)
+        return loss, {"d_loss": loss.item()}
+
+    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        source, real = batch["input"], batch["image"]
+        fake = self._fake_for_g if self._fake_for_g is not None else G(source)
+        self._fake_for_g = None
+        adversarial = self.adversarial.g_loss(D(torch.cat([source, fake], 1))[-1])
+        l1 = F.l1_loss(fake.float(), real.float())
+        loss = adversarial + self.cfg.lambda_l1 * l1
+        return loss, {"g_adv": adversarial.item(), "g_l1": l1.item(), "g_loss": loss.item()}
