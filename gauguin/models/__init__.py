@@ -11,6 +11,7 @@ FAMILIES = {
     "dcgan": "gauguin.models.dcgan:DCGAN",
     "spade": "gauguin.models.spade:SPADE",
     "pix2pix": "gauguin.models.pix2pix:Pix2Pix",
+    "cyclegan": "gauguin.models.cyclegan:CycleGAN",
 }
 
 

@@ -117,6 +117,13 @@ class GANFamily:
     def g_loss(self, G: nn.Module, D: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
         raise NotImplementedError
 
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """State outside the networks that a checkpoint must keep (e.g. CycleGAN's history pools)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
     def after_d_step(self) -> None:
         """Hook after each D optimizer step (e.g. WGAN weight clipping)."""
 

@@ -318,6 +318,7 @@ class Trainer:
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             tensors, meta_opt[name] = ckpt.flatten_optimizer(opt, name)
             state.update(tensors)
+        state.update({f"family.{k}": v for k, v in self.family.extra_state().items()})
         rng_meta = []
         for rank, r in enumerate(rng):
             state[f"rng.{rank}.torch"] = r["torch"]
@@ -370,6 +371,7 @@ class Trainer:
             raise ConfigError(f"{path} was written by {meta['world_size']} rank(s); resume it with as many "
                               f"(now {self.dist.world_size}) for an exact continuation")
         self.sampler.load_state_dict(meta["sampler"])
+        self.family.load_extra_state({k[len("family."):]: v for k, v in state.items() if k.startswith("family.")})
         rank = self.dist.rank
         rng = {"torch": state[f"rng.{rank}.torch"], **meta["rng"][rank]}
         if f"rng.{rank}.cuda" in state:

@@ -1,0 +1,164 @@
+"""CycleGAN (Zhu et al. 2017): unpaired translation between two image domains A and B.
+
+Two ResNet generators G_AB, G_BA and two PatchGANs D_A, D_B trained with the LSGAN loss (§4),
+the cycle-consistency loss λ_A‖G_BA(G_AB(a)) − a‖₁ + λ_B‖G_AB(G_BA(b)) − b‖₁ (Eq. 2, λ 10) and
+the identity loss 0.5·λ·(‖G_AB(b) − b‖₁ + ‖G_BA(a) − a‖₁) (§5.2). D sees generated images from a
+history pool of 50 (Shrivastava et al. 2017); its loss is halved. Adam lr 2e-4, β=(0.5, 0.999),
+constant then linearly decayed to 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import losses
+from ..config import TrainConfig
+from ..nn.image_pool import ImagePool
+from ..nn.patchgan import pix2pix_patchgan
+from ..nn.resnet_generator import ResnetGenerator
+from .base import Batch, DataInfo, GANFamily, Logs
+
+
+@dataclasses.dataclass
+class CycleGANConfig(TrainConfig):
+    """The paper's defaults; the data default to two Fashion-MNIST classes at 32 px."""
+
+    dataset: str = "fashion-mnist"  # fashion-mnist (two classes) | folder:PATH (trainA/, trainB/)
+    domain_a: str = "Sneaker"  # fashion-mnist: the classes that are the two domains
+    domain_b: str = "Ankle boot"
+    out_dir: str = "runs/cyclegan"
+    image_size: int = 32  # crop size (the paper: 256)
+    load_size: int = 0  # folders: resize before cropping (0 = the dataset's default)
+    batch_size: int = 1
+    steps: int = 20000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay_start: float = 0.5
+    ema_decay: float = 0.0
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int = 6  # residual blocks: 6 for 128 px and below, 9 for 256 px (the paper)
+    norm: Literal["instance", "batch"] = "instance"
+    n_layers_d: int = 3
+    lambda_a: float = 10.0
+    lambda_b: float = 10.0
+    lambda_identity: float = 0.5  # times λ; 0 = no identity loss
+    pool_size: int = 50
+
+
+class CycleGenerators(nn.Module):
+    """G_AB and G_BA, optimised together (as the paper's one optimizer over both)."""
+
+    def __init__(self, ab: nn.Module, ba: nn.Module):
+        super().__init__()
+        self.ab, self.ba = ab, ba
+
+    def forward(self, a: Tensor | None = None, b: Tensor | None = None) -> Tensor:
+        """A → B when given ``a``, else B → A."""
+        return self.ab(a) if a is not None else self.ba(b)
+
+
+class CycleDiscriminators(nn.Module):
+    """D_A (judges domain A) and D_B (judges domain B)."""
+
+    def __init__(self, d_a: nn.Module, d_b: nn.Module):
+        super().__init__()
+        self.d_a, self.d_b = d_a, d_b
+
+
+class CycleGAN(GANFamily):
+    name = "cyclegan"
+    config_class = CycleGANConfig
+
+    def __init__(self, cfg: CycleGANConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        c = data.channels
+        self.generator = CycleGenerators(*(ResnetGenerator(c, c, cfg.ngf, cfg.n_blocks, cfg.norm) for _ in range(2)))
+        self.discriminator = CycleDiscriminators(*(pix2pix_patchgan(c, cfg.n_layers_d, cfg.ndf, cfg.norm)
+                                                   for _ in range(2)))
+        self.lsgan = losses.get_adversarial_loss("lsgan")
+        self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
+        self._fakes: tuple[Tensor, Tensor] | None = None
+
+    @classmethod
+    def build_dataset(cls, cfg: CycleGANConfig, split: str = "train"):
+        from ..data.unpaired import build_unpaired_dataset
+
+        kwargs: dict[str, Any] = {"crop_size": cfg.image_size}
+        if cfg.dataset.startswith("fashion"):
+            kwargs.update(channels=cfg.channels, domain_a=cfg.domain_a, domain_b=cfg.domain_b)
+            if cfg.data_root:
+                kwargs["root"] = cfg.data_root
+        else:
+            kwargs["augment"] = split == "train"
+            if cfg.load_size:
+                kwargs["load_size"] = cfg.load_size
+        return build_unpaired_dataset(cfg.dataset, split, **kwargs)
+
+    # ------------------------------------------------------------------ inputs
+    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
+        return {"a": batch["a"]}  # evaluated as A → B against the real B images
+
+    def random_inputs(self, n, generator=None, labels=None):
+        raise ValueError("cyclegan translates images: use `gauguin translate CHECKPOINT --input IMAGE "
+                         "--direction AtoB|BtoA`")
+
+    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
+        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
+        return {"a": batch["a"], "b_real": batch["b"]}
+
+    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
+        """Rows: real A, its translation to B, real B images."""
+        return torch.cat([inputs["a"], fake, inputs["b_real"]])
+
+    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
+        return G(a=inputs["a"]) if "a" in inputs else G(b=inputs["b"])
+
+    def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
+        return {"b": images} if direction == "BtoA" else {"a": images}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        """The history pools, so that a resumed run shows D the same old fakes."""
+        return {**{f"pool_a.{k}": v for k, v in self.pool_a.state_dict().items()},
+                **{f"pool_b.{k}": v for k, v in self.pool_b.state_dict().items()}}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            pool.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(name + ".")})
+
+    # ------------------------------------------------------------------ losses
+    def _d_half(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        return 0.5 * self.lsgan.d_loss(D(real)[-1], D(fake)[-1])
+
+    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        a, b = batch["a"], batch["b"]
+        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(reuse):  # one forward of each generator: the G step reuses the fakes
+            fake_b, fake_a = G.ab(a), G.ba(b)
+        self._fakes = (fake_b, fake_a) if reuse else None
+        loss_b = self._d_half(D.d_b, b, self.pool_b.query(fake_b.detach()))
+        loss_a = self._d_half(D.d_a, a, self.pool_a.query(fake_a.detach()))
+        return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
+
+    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+        cfg, a, b = self.cfg, batch["a"], batch["b"]
+        fake_b, fake_a = self._fakes if self._fakes is not None else (G.ab(a), G.ba(b))
+        self._fakes = None
+        adversarial = self.lsgan.g_loss(D.d_b(fake_b)[-1]) + self.lsgan.g_loss(D.d_a(fake_a)[-1])
+        cycle = cfg.lambda_a * _l1(G.ba(fake_b), a) + cfg.lambda_b * _l1(G.ab(fake_a), b)
+        loss, logs = adversarial + cycle, {"g_adv": adversarial.item(), "g_cycle": cycle.item()}
+        if cfg.lambda_identity > 0:
+            identity = cfg.lambda_identity * (cfg.lambda_b * _l1(G.ab(b), b) + cfg.lambda_a * _l1(G.ba(a), a))
+            loss = loss + identity
+            logs["g_identity"] = identity.item()
+        logs["g_loss"] = loss.item()
+        return loss, logs
+
+
+def _l1(x: Tensor, y: Tensor) -> Tensor:
+    return F.l1_loss(x.float(), y.float())
