@@ -54,6 +54,22 @@ class DataInfo:
         return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
 
 
+def dataset_options(cfg: TrainConfig, split: str, **fashion_options: Any) -> dict[str, Any]:
+    """Constructor options of an image-to-image dataset named by ``cfg.dataset``: crop size; for the
+    Fashion-MNIST defaults their ``fashion_options``, channels and root; for folders augmentation on
+    the training split only and ``load_size``."""
+    options: dict[str, Any] = {"crop_size": cfg.image_size}
+    if cfg.dataset.startswith("fashion"):
+        options.update(channels=cfg.channels, **fashion_options)
+        if cfg.data_root:
+            options["root"] = cfg.data_root
+    else:
+        options["augment"] = split == "train"
+        if getattr(cfg, "load_size", 0):
+            options["load_size"] = cfg.load_size
+    return options
+
+
 class GANFamily:
     """A family owns its networks and losses; the loop owns everything else.
 

@@ -20,7 +20,7 @@ from ..config import TrainConfig
 from ..nn.image_pool import ImagePool
 from ..nn.patchgan import pix2pix_patchgan
 from ..nn.resnet_generator import ResnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs
+from .base import Batch, DataInfo, GANFamily, Logs, dataset_options
 
 
 @dataclasses.dataclass
@@ -89,16 +89,8 @@ class CycleGAN(GANFamily):
     def build_dataset(cls, cfg: CycleGANConfig, split: str = "train"):
         from ..data.unpaired import build_unpaired_dataset
 
-        kwargs: dict[str, Any] = {"crop_size": cfg.image_size}
-        if cfg.dataset.startswith("fashion"):
-            kwargs.update(channels=cfg.channels, domain_a=cfg.domain_a, domain_b=cfg.domain_b)
-            if cfg.data_root:
-                kwargs["root"] = cfg.data_root
-        else:
-            kwargs["augment"] = split == "train"
-            if cfg.load_size:
-                kwargs["load_size"] = cfg.load_size
-        return build_unpaired_dataset(cfg.dataset, split, **kwargs)
+        options = dataset_options(cfg, split, domain_a=cfg.domain_a, domain_b=cfg.domain_b)
+        return build_unpaired_dataset(cfg.dataset, split, **options)
 
     # ------------------------------------------------------------------ inputs
     def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
 from ..nn.unet import UnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs
+from .base import Batch, DataInfo, GANFamily, Logs, dataset_options
 
 
 @dataclasses.dataclass
@@ -71,16 +71,8 @@ class Pix2Pix(GANFamily):
     def build_dataset(cls, cfg: Pix2PixConfig, split: str = "train"):
         from ..data.paired import build_paired_dataset
 
-        kwargs: dict[str, Any] = {"crop_size": cfg.image_size, "direction": cfg.direction}
-        if cfg.dataset.startswith("fashion"):
-            kwargs["channels"] = cfg.channels
-            if cfg.data_root:
-                kwargs["root"] = cfg.data_root
-        else:
-            kwargs["augment"] = split == "train"
-            if cfg.load_size:
-                kwargs["load_size"] = cfg.load_size
-        return build_paired_dataset(cfg.dataset, split, **kwargs)
+        options = dataset_options(cfg, split)
+        return build_paired_dataset(cfg.dataset, split, direction=cfg.direction, **options)
 
     # ------------------------------------------------------------------ inputs
     def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
