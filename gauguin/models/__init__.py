@@ -10,6 +10,7 @@ from .base import DataInfo, GANFamily
 FAMILIES = {
     "dcgan": "gauguin.models.dcgan:DCGAN",
     "spade": "gauguin.models.spade:SPADE",
+    "pix2pixhd": "gauguin.models.pix2pixhd:Pix2PixHD",
     "pix2pix": "gauguin.models.pix2pix:Pix2Pix",
     "cyclegan": "gauguin.models.cyclegan:CycleGAN",
 }

@@ -20,29 +20,20 @@ import torch
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import ConfigError, TrainConfig
-from ..nn.labels import colorize_labels, semantic_input
+from ..config import ConfigError
+from ..nn.labels import semantic_input
 from ..nn.vgg import VGGLoss, load_vgg19
-from .base import Batch, DataInfo, GANFamily, Logs
+from .base import Batch, DataInfo, Logs
+from .semantic import SemanticConfig, SemanticFamily, paired_input
 from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, reparameterize
 
 
 @dataclasses.dataclass
-class SPADEConfig(TrainConfig):
+class SPADEConfig(SemanticConfig):
     """The paper's networks, losses and schedule; the data defaults to Fashion-MNIST silhouettes at
     32 px (configs/spade_*.yaml hold the paper's COCO-Stuff / ADE20K / Cityscapes settings)."""
 
-    dataset: str = "fashion-mnist"  # fashion-mnist | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
     out_dir: str = "runs/spade"
-    split: str = "train"  # the split trained on (train, val; fashion-mnist: train, test)
-    image_size: int = 32  # crop width (crop_size)
-    load_size: int = 0  # resize before cropping (0 = the dataset's default)
-    aspect_ratio: float = 1.0  # width / height (Cityscapes 2.0)
-    preprocess: Literal["auto", "resize_and_crop", "scale_width_and_crop", "fixed", "none"] = "auto"
-    flip: bool = True
-    use_instances: Literal["auto", "yes", "no"] = "auto"  # instance boundary channel when the data has instances
-    label_palette: str = ""  # folder datasets with RGB label PNGs: a palette file, or "infer"
-    num_labels: int = 0  # folder datasets: label count (0 = infer from the files)
     batch_size: int = 32  # the paper's global batch (over 8 GPUs)
     steps: int = 20000
     lr_g: float = 1e-4
@@ -92,15 +83,12 @@ class SPADEModel(nn.Module):
         return self.encoder(images)
 
 
-class SPADE(GANFamily):
+class SPADE(SemanticFamily):
     name = "spade"
     config_class = SPADEConfig
 
     def __init__(self, cfg: SPADEConfig, data: DataInfo):
         super().__init__(cfg, data)
-        if not data.num_labels:
-            raise ConfigError(f"spade needs a dataset of label maps, {cfg.dataset!r} has none")
-        self.use_instances = data.has_instances and cfg.use_instances != "no"
         norm = cfg.norm_g
         if norm == "syncbatch" and not torch.cuda.is_available():
             norm = "batch"  # PyTorch synchronises BatchNorm only on GPUs; one process needs no sync
@@ -118,57 +106,12 @@ class SPADE(GANFamily):
         self._fake_for_g: Tensor | None = None
         self._posterior: tuple[Tensor, Tensor] | None = None
 
-    @classmethod
-    def build_dataset(cls, cfg: SPADEConfig, split: str | None = None):
-        from ..data.semantic import build_semantic_dataset
-
-        split = split or cfg.split
-        kwargs: dict[str, Any] = {"crop_size": cfg.image_size, "flip": cfg.flip, "augment": split == cfg.split}
-        if cfg.dataset.startswith("fashion"):
-            kwargs["channels"] = cfg.channels
-            if cfg.data_root:
-                kwargs["root"] = cfg.data_root
-        else:
-            kwargs["aspect_ratio"] = cfg.aspect_ratio
-            if cfg.load_size:
-                kwargs["load_size"] = cfg.load_size
-            if cfg.preprocess != "auto":
-                kwargs["preprocess"] = cfg.preprocess
-            if cfg.use_instances != "auto":
-                kwargs["use_instances"] = cfg.use_instances == "yes"
-            if cfg.dataset.startswith("folder"):
-                kwargs.update(palette=cfg.label_palette or None, num_labels=cfg.num_labels or None)
-        return build_semantic_dataset(cfg.dataset, split, **kwargs)
-
     # ------------------------------------------------------------------ inputs
-    def semantic(self, batch: dict[str, Tensor]) -> Tensor:
-        """One-hot label map (+ instance edges), built on the batch's device."""
-        device = batch["label_map"].device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-        segmap = semantic_input(batch, self.data.num_labels, self.use_instances, dtype)  # 0/1: exact in bf16
-        if batch["image"].is_contiguous(memory_format=torch.channels_last):  # the layout the loop chose
-            segmap = segmap.contiguous(memory_format=torch.channels_last)
-        return segmap
-
     def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        inputs = {k: batch[k] for k in ("label_map", "instance") if k in batch}
+        inputs = super().inputs_like(batch, generator)
         if self.cfg.use_vae:
             inputs["z"] = torch.randn(len(batch["label_map"]), self.cfg.z_dim, generator=generator)
         return inputs
-
-    def random_inputs(self, n, generator=None, labels=None):
-        raise ValueError("spade generates images from label maps, not from noise alone: use "
-                         "`gauguin translate CHECKPOINT --labels LABEL.png` (LoadedGenerator.translate)")
-
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        """The first ``columns`` examples of the training set (repeated if it is smaller)."""
-        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {**self.inputs_like(batch, generator), "real": batch["image"]}
-
-    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: the label maps in colour, the real images, the generated ones."""
-        rows = [colorize_labels(inputs["label_map"], self.data.num_labels), inputs["real"], fake]
-        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
 
     def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
         segmap = semantic_input(inputs, self.data.num_labels, self.use_instances)
@@ -190,7 +133,7 @@ class SPADE(GANFamily):
         with torch.set_grad_enabled(reuse):  # the G step reuses these fakes: one G forward per iteration
             fake = self._fake(G, segmap, real)
         self._fake_for_g = fake if reuse else None
-        outputs = D(_paired(segmap, fake.detach(), real))  # one batch: instance norm keeps samples apart
+        outputs = D(paired_input(segmap, fake.detach(), real))  # one batch: instance norm keeps samples apart
         loss = 0.0
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
@@ -225,19 +168,6 @@ class SPADE(GANFamily):
             logs["g_kl"] = kl.item()
         logs["g_loss"] = loss.item()
         return loss, logs
-
-
-def _paired(segmap: Tensor, *images: Tensor) -> Tensor:
-    """[segmap ⊕ image] of each image batch, stacked along the batch dimension: D's input for several
-    image batches of one label map, written into one buffer (each part copied once, no nested cat)."""
-    b, c = segmap.shape[:2]
-    layout = torch.channels_last if segmap.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    out = torch.empty((b * len(images), c + images[0].shape[1], *segmap.shape[2:]), dtype=segmap.dtype,
-                      device=segmap.device, memory_format=layout)
-    for k, image in enumerate(images):
-        out[k * b : (k + 1) * b, :c] = segmap
-        out[k * b : (k + 1) * b, c:] = image
-    return out
 
 
 def _rgb(images: Tensor) -> Tensor:
