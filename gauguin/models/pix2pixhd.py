@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import ConfigError
 from ..nn.labels import semantic_input
-from ..nn.vgg import VGGLoss, load_vgg19
 from .base import Batch, DataInfo, Logs
 from .pix2pixhd_nets import InstanceFeatureEncoder, build_pix2pixhd_networks
 from .semantic import SemanticConfig, SemanticFamily, paired_input
@@ -48,9 +47,6 @@ class Pix2PixHDConfig(SemanticConfig):
     fix_global_steps: int = 0  # with G2: train only G2 for this many steps first
     num_d: int = 3
     n_layers_d: int = 3
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0  # used only with vgg_weights
-    vgg_weights: str = ""
     use_features: bool = False  # the instance-wise feature encoder
     nef: int = 16
 
@@ -89,7 +85,6 @@ class Pix2PixHD(SemanticFamily):
             nets.encoder = InstanceFeatureEncoder(data.channels, FEATURE_CHANNELS, cfg.nef)
         self.generator = Pix2PixHDModel(nets.generator, nets.encoder)
         self.discriminator = nets.discriminator
-        self.vgg_loss = VGGLoss(load_vgg19(cfg.vgg_weights)) if cfg.vgg_weights and cfg.lambda_vgg > 0 else None
         self.lsgan = losses.get_adversarial_loss("lsgan")
         self._fake_for_g: Tensor | None = None
 
@@ -135,17 +130,8 @@ class Pix2PixHD(SemanticFamily):
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.lsgan.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}
-        if self.cfg.lambda_feat > 0:
-            with torch.no_grad():
-                real_out = D(torch.cat([segmap, real], 1))
-            fm = losses.multiscale_feature_matching_loss([s[:-1] for s in real_out], [s[:-1] for s in fake_out],
-                                                         layers="sum") * 4.0 / (self.cfg.n_layers_d + 1)
-            loss = loss + self.cfg.lambda_feat * fm
-            logs["g_feat"] = fm.item()
-        if self.vgg_loss is not None:
-            self.vgg_loss.to(fake.device)
-            vgg = self.vgg_loss(fake.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1))
-            loss = loss + self.cfg.lambda_vgg * vgg
-            logs["g_vgg"] = vgg.item()
+        matching, matching_logs = self.matching_losses(D, segmap, real, fake, fake_out,
+                                                       layer_weight=4.0 / (self.cfg.n_layers_d + 1))
+        loss, logs = loss + matching, {**logs, **matching_logs}
         logs["g_loss"] = loss.item()
         return loss, logs

@@ -8,8 +8,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.labels import colorize_labels, semantic_input
+from ..nn.vgg import VGGLoss, load_vgg19
 from .base import Batch, DataInfo, GANFamily
 
 
@@ -27,6 +29,10 @@ class SemanticConfig(TrainConfig):
     use_instances: Literal["auto", "yes", "no"] = "auto"  # instance boundary channel when the data has instances
     label_palette: str = ""  # folder datasets with RGB label PNGs: a palette file, or "infer"
     num_labels: int = 0  # folder datasets: label count (0 = infer from the files)
+    # the losses SPADE and pix2pixHD share
+    lambda_feat: float = 10.0  # discriminator feature matching
+    lambda_vgg: float = 10.0  # VGG19 perceptual loss, used only with vgg_weights
+    vgg_weights: str = ""  # torchvision VGG19 weights (.pth or .safetensors); none can be downloaded here
 
 
 class SemanticFamily(GANFamily):
@@ -37,6 +43,7 @@ class SemanticFamily(GANFamily):
         if not data.num_labels:
             raise ConfigError(f"{self.name} needs a dataset of label maps, {cfg.dataset!r} has none")
         self.use_instances = data.has_instances and cfg.use_instances != "no"
+        self.vgg_loss = VGGLoss(load_vgg19(cfg.vgg_weights)) if cfg.vgg_weights and cfg.lambda_vgg > 0 else None
 
     @classmethod
     def build_dataset(cls, cfg: SemanticConfig, split: str | None = None):
@@ -75,6 +82,25 @@ class SemanticFamily(GANFamily):
     def random_inputs(self, n, generator=None, labels=None):
         raise ValueError(f"{self.name} generates images from label maps, not from noise alone: use "
                          "`gauguin translate CHECKPOINT --labels LABEL.png` (LoadedGenerator.translate)")
+
+    def matching_losses(self, D, segmap: Tensor, real: Tensor, fake: Tensor, fake_out: list,
+                        layer_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+        """λ_FM · D's feature matching (pix2pixHD Eq. 4; layers summed, times ``layer_weight``) plus,
+        with VGG19 weights, λ_VGG · the perceptual loss; ``fake_out`` is D's output on the fakes."""
+        loss, logs = fake.new_zeros((), dtype=torch.float32), {}
+        if self.cfg.lambda_feat > 0:
+            with torch.no_grad():
+                real_out = D(torch.cat([segmap, real], 1))
+            fm = losses.multiscale_feature_matching_loss([s[:-1] for s in real_out], [s[:-1] for s in fake_out],
+                                                         layers="sum") * layer_weight
+            loss = loss + self.cfg.lambda_feat * fm
+            logs["g_feat"] = fm.item()
+        if self.vgg_loss is not None:
+            self.vgg_loss.to(fake.device)
+            vgg = self.vgg_loss(fake.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1))  # grey images as RGB
+            loss = loss + self.cfg.lambda_vgg * vgg
+            logs["g_vgg"] = vgg.item()
+        return loss, logs
 
     def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
         """The first ``columns`` examples of the training set (repeated if it is smaller)."""

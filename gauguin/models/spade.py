@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import ConfigError
 from ..nn.labels import semantic_input
-from ..nn.vgg import VGGLoss, load_vgg19
 from .base import Batch, DataInfo, Logs
 from .semantic import SemanticConfig, SemanticFamily, paired_input
 from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, reparameterize
@@ -50,9 +49,6 @@ class SPADEConfig(SemanticConfig):
     use_vae: bool = False  # the style encoder (multimodal and style-guided synthesis)
     z_dim: int = 256
     encoder_input_size: int = 256  # the encoder resizes its input to this square
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0  # used only with vgg_weights
-    vgg_weights: str = ""  # torchvision VGG19 weights (.pth or .safetensors); none can be downloaded here
     lambda_kl: float = 0.05
 
     def validate(self) -> None:
@@ -101,7 +97,6 @@ class SPADE(SemanticFamily):
             nets.encoder.input_size = cfg.encoder_input_size
         self.generator = SPADEModel(nets.generator, nets.encoder)
         self.discriminator = nets.discriminator
-        self.vgg_loss = VGGLoss(load_vgg19(cfg.vgg_weights)) if cfg.vgg_weights and cfg.lambda_vgg > 0 else None
         self.hinge = losses.get_adversarial_loss("hinge")
         self._fake_for_g: Tensor | None = None
         self._posterior: tuple[Tensor, Tensor] | None = None
@@ -149,18 +144,8 @@ class SPADE(SemanticFamily):
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.hinge.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}
-        if self.cfg.lambda_feat > 0:
-            with torch.no_grad():
-                real_out = D(torch.cat([segmap, real], 1))
-            fm = losses.multiscale_feature_matching_loss([s[:-1] for s in real_out], [s[:-1] for s in fake_out],
-                                                         layers="sum")
-            loss = loss + self.cfg.lambda_feat * fm
-            logs["g_feat"] = fm.item()
-        if self.vgg_loss is not None:
-            self.vgg_loss.to(fake.device)
-            vgg = self.vgg_loss(_rgb(fake), _rgb(real))
-            loss = loss + self.cfg.lambda_vgg * vgg
-            logs["g_vgg"] = vgg.item()
+        matching, matching_logs = self.matching_losses(D, segmap, real, fake, fake_out)
+        loss, logs = loss + matching, {**logs, **matching_logs}
         if self._posterior is not None:
             kl = losses.kl_divergence(*self._posterior)
             self._posterior = None
@@ -168,7 +153,3 @@ class SPADE(SemanticFamily):
             logs["g_kl"] = kl.item()
         logs["g_loss"] = loss.item()
         return loss, logs
-
-
-def _rgb(images: Tensor) -> Tensor:
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
