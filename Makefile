@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dcgan.py --quick
 	$(BIN)/python bench/eval.py --quick
 	$(BIN)/python bench/spade.py --quick
+	$(BIN)/python bench/image_to_image.py --quick
 
 clean:
 	rm -rf $(VENV) runs

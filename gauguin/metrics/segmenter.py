@@ -188,7 +188,7 @@ def load_or_train_segmenter(dataset: str, path: str | Path | None = None, progre
     from ..data import FashionMNISTSilhouettes
 
     print(f"gauguin: no segmenter at {path}; training one on real Fashion-MNIST silhouettes "
-          "(about a minute on 2 CPU cores)", file=sys.stderr)
+          "(a few minutes on 2 CPU cores)", file=sys.stderr)
     result = train_segmenter(FashionMNISTSilhouettes("train"), FashionMNISTSilhouettes("test"), path,
                              "fashion-mnist", progress=progress)
     print(f"gauguin: segmenter test mIoU {result['miou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}",

@@ -1,0 +1,93 @@
+"""Seconds per training iteration of pix2pix, CycleGAN and pix2pixHD, gauguin's step against a plain
+PyTorch re-statement of the same losses in this one process, on copies of the same networks.
+
+"plain" is the step as the reference implementations write it: fp32, default memory layout, the
+generators run again for the G step (no reuse of the D step's fakes), and the discriminators'
+weight gradients are computed in the G step and thrown away. "gauguin" is ``Trainer.train_step``
+(precision=auto: bf16 where the CPU has it, channels-last, one generator pass, D frozen in the G
+step). Each family at its embedded default (Fashion-MNIST, 32 px, the paper's widths) and batch 4.
+Prints seconds per iteration (best of interleaved rounds), peak resident memory and the ratio.
+
+    python bench/image_to_image.py            # 3 rounds of 5 iterations
+    python bench/image_to_image.py --quick    # CI: narrow networks, one round of one iteration
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gauguin.models import get_family
+from gauguin.training import Trainer
+
+FAMILIES = ("pix2pix", "cyclegan", "pix2pixhd")
+
+
+def plain_iteration(trainer: Trainer, G, D, opt_g, opt_d, batch: dict) -> None:
+    """The family's own losses, scheduled as the reference code does (see the module docstring)."""
+    family, reuse = trainer.family, trainer.family.cfg.d_steps_per_g_step
+    family.cfg.d_steps_per_g_step = 2  # the families reuse fakes only for one D step per G step
+    try:
+        loss_d, _ = family.d_loss(G, D, batch, 0)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g, _ = family.g_loss(G, D, batch, 0)  # G runs again; D's weight gradients are computed too
+        opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    finally:
+        family.cfg.d_steps_per_g_step = reuse
+
+
+def peak_rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="narrow networks, one iteration (CI)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=5, help="iterations per round and variant")
+    args = parser.parse_args()
+    rounds, iterations = (1, 1) if args.quick else (args.rounds, args.iterations)
+    widths = {"ngf": 8, "ndf": 8} if args.quick else {}
+    tmp = Path(tempfile.mkdtemp(prefix="gauguin-bench-i2i-"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}; Fashion-MNIST defaults at 32 px, batch 4")
+    print(f"{'family':<10} {'plain fp32 s/iter':>17} {'gauguin s/iter':>15} {'precision':>9} {'ratio':>6} {'peak GiB':>8}")
+    for name in FAMILIES:
+        cfg = get_family(name).config_class.from_dict({"batch_size": 4, "out_dir": str(tmp / name),
+                                                       "progress": False, **widths})
+        trainer = Trainer(name, cfg)
+        batch = trainer.next_batch()
+        plain_batch = {k: v.contiguous() for k, v in batch.items()}
+        G = copy.deepcopy(trainer.G).to(memory_format=torch.contiguous_format)
+        D = copy.deepcopy(trainer.D).to(memory_format=torch.contiguous_format)
+        opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
+        opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
+        variants = {"plain": lambda: plain_iteration(trainer, G, D, opt_g, opt_d, plain_batch),
+                    "gauguin": lambda: trainer.train_step(0)}
+        best = {k: float("inf") for k in variants}
+        for run in variants.values():  # warm-up
+            run()
+        for _ in range(rounds):
+            for key, run in variants.items():
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    run()
+                best[key] = min(best[key], (time.perf_counter() - start) / iterations)
+        print(f"{name:<10} {best['plain']:>17.4f} {best['gauguin']:>15.4f} {trainer.precision:>9} "
+              f"{best['plain'] / best['gauguin']:>5.2f}x {peak_rss_gib():>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
