@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -85,6 +86,7 @@ class GANFamily:
         self.cfg = cfg
         self.data = data
         self.num_classes = data.num_classes
+        self._kept_fakes: Any = None  # see fakes_for_d
         self.conditional = False  # whether the generator takes class labels
         self.generator: nn.Module
         self.discriminator: nn.Module
@@ -139,6 +141,21 @@ class GANFamily:
 
     def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def fakes_for_d(self, make: Callable[[], Any]) -> Any:
+        """In ``d_loss``: the generator's output ``make()`` for this iteration. With one D step per G
+        step it is made with gradients and kept for the G step (:meth:`fakes_for_g`), so G runs forward
+        once per iteration (as the DCGAN recipe does); else it is made without gradients."""
+        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(reuse):
+            fakes = make()
+        self._kept_fakes = fakes if reuse else None
+        return fakes
+
+    def fakes_for_g(self, make: Callable[[], Any]) -> Any:
+        """In ``g_loss``: the fakes kept by :meth:`fakes_for_d`, else a new ``make()``."""
+        fakes, self._kept_fakes = self._kept_fakes, None
+        return fakes if fakes is not None else make()
 
     def after_d_step(self) -> None:
         """Hook after each D optimizer step (e.g. WGAN weight clipping)."""

@@ -83,7 +83,6 @@ class CycleGAN(GANFamily):
                                                    for _ in range(2)))
         self.lsgan = losses.get_adversarial_loss("lsgan")
         self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
-        self._fakes: tuple[Tensor, Tensor] | None = None
 
     @classmethod
     def build_dataset(cls, cfg: CycleGANConfig, split: str = "train"):
@@ -129,18 +128,14 @@ class CycleGAN(GANFamily):
 
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         a, b = batch["a"], batch["b"]
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):  # one forward of each generator: the G step reuses the fakes
-            fake_b, fake_a = G.ab(a), G.ba(b)
-        self._fakes = (fake_b, fake_a) if reuse else None
+        fake_b, fake_a = self.fakes_for_d(lambda: (G.ab(a), G.ba(b)))
         loss_b = self._d_half(D.d_b, b, self.pool_b.query(fake_b.detach()))
         loss_a = self._d_half(D.d_a, a, self.pool_a.query(fake_a.detach()))
         return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
 
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         cfg, a, b = self.cfg, batch["a"], batch["b"]
-        fake_b, fake_a = self._fakes if self._fakes is not None else (G.ab(a), G.ba(b))
-        self._fakes = None
+        fake_b, fake_a = self.fakes_for_g(lambda: (G.ab(a), G.ba(b)))
         adversarial = self.lsgan.g_loss(D.d_b(fake_b)[-1]) + self.lsgan.g_loss(D.d_a(fake_a)[-1])
         cycle = cfg.lambda_a * _l1(G.ba(fake_b), a) + cfg.lambda_b * _l1(G.ab(fake_a), b)
         loss, logs = adversarial + cycle, {"g_adv": adversarial.item(), "g_cycle": cycle.item()}

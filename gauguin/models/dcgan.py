@@ -149,7 +149,6 @@ class DCGAN(GANFamily):
                                            cfg.discriminator_norm, cfg.minibatch_stddev)
         self.adversarial = losses.get_adversarial_loss("wgan" if cfg.loss == "wgan-gp" else cfg.loss)
         self.real_target = 1.0 - cfg.label_smoothing
-        self._fake_for_g: torch.Tensor | None = None
 
     def random_inputs(self, n, generator=None, labels=None):
         inputs = {"z": torch.randn(n, self.cfg.z_dim, generator=generator)}
@@ -181,12 +180,7 @@ class DCGAN(GANFamily):
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
         real, labels = batch["image"], batch["label"]
         y = labels if self.conditional else None
-        # With one D step per G step, the G step reuses this batch of fakes (as the DCGAN recipe
-        # does), so G runs forward once per step; its graph is kept for that.
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):
-            fake = self._fake(G, real, labels)
-        self._fake_for_g = fake if reuse else None
+        fake = self.fakes_for_d(lambda: self._fake(G, real, labels))
         real = self._instance_noise(real, step)
         fake = self._instance_noise(fake.detach(), step)
         if self.cfg.r1_gamma > 0:
@@ -207,8 +201,7 @@ class DCGAN(GANFamily):
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
         real, labels = batch["image"], batch["label"]
         y = labels if self.conditional else None
-        fake = self._fake_for_g if self._fake_for_g is not None else self._fake(G, real, labels)
-        self._fake_for_g = None
+        fake = self.fakes_for_g(lambda: self._fake(G, real, labels))
         fake = self._instance_noise(fake, step)
         fake_logits, fake_features = D(fake, y, return_features=True)
         loss = self.adversarial.g_loss(fake_logits)

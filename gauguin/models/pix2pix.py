@@ -65,7 +65,6 @@ class Pix2Pix(GANFamily):
         else:
             self.discriminator = pix2pix_patchgan(pair_channels, cfg.n_layers_d, cfg.ndf, cfg.norm)
         self.adversarial = losses.get_adversarial_loss("nonsaturating" if cfg.gan_loss == "vanilla" else "lsgan")
-        self._fake_for_g: Tensor | None = None
 
     @classmethod
     def build_dataset(cls, cfg: Pix2PixConfig, split: str = "train"):
@@ -102,10 +101,7 @@ class Pix2Pix(GANFamily):
     # ------------------------------------------------------------------ losses
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         source, real = batch["input"], batch["image"]
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):  # one G forward per iteration: the G step reuses the fakes
-            fake = G(source)
-        self._fake_for_g = fake if reuse else None
+        fake = self.fakes_for_d(lambda: G(source))
         real_logits = D(torch.cat([source, real], 1))[-1]  # D returns its layers' outputs, the last is the map
         fake_logits = D(torch.cat([source, fake.detach()], 1))[-1]
         loss = 0.5 * self.adversarial.d_loss(real_logits, fake_logits)  # halved: D learns slower than G (§3.3)
@@ -113,8 +109,7 @@ class Pix2Pix(GANFamily):
 
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         source, real = batch["input"], batch["image"]
-        fake = self._fake_for_g if self._fake_for_g is not None else G(source)
-        self._fake_for_g = None
+        fake = self.fakes_for_g(lambda: G(source))
         adversarial = self.adversarial.g_loss(D(torch.cat([source, fake], 1))[-1])
         l1 = F.l1_loss(fake.float(), real.float())
         loss = adversarial + self.cfg.lambda_l1 * l1

@@ -86,7 +86,6 @@ class Pix2PixHD(SemanticFamily):
         self.generator = Pix2PixHDModel(nets.generator, nets.encoder)
         self.discriminator = nets.discriminator
         self.lsgan = losses.get_adversarial_loss("lsgan")
-        self._fake_for_g: Tensor | None = None
 
     # ------------------------------------------------------------------ inputs
     def _features(self, G: Pix2PixHDModel, image: Tensor, batch: dict[str, Tensor]) -> Tensor | None:
@@ -110,10 +109,7 @@ class Pix2PixHD(SemanticFamily):
             G.generator.freeze_global(step < self.cfg.fix_global_steps)  # coarse-to-fine (§3.1)
         real = batch["image"]
         segmap = self.semantic(batch)
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):  # one G forward per iteration: the G step reuses the fakes
-            fake = G(segmap, self._features(G, real, batch))
-        self._fake_for_g = fake if reuse else None
+        fake = self.fakes_for_d(lambda: G(segmap, self._features(G, real, batch)))
         outputs = D(paired_input(segmap, fake.detach(), real))  # instance norm keeps the halves apart
         loss = 0.0
         for scale in outputs:
@@ -125,8 +121,7 @@ class Pix2PixHD(SemanticFamily):
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         real = batch["image"]
         segmap = self.semantic(batch)
-        fake = self._fake_for_g if self._fake_for_g is not None else G(segmap, self._features(G, real, batch))
-        self._fake_for_g = None
+        fake = self.fakes_for_g(lambda: G(segmap, self._features(G, real, batch)))
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.lsgan.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}

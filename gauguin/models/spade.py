@@ -98,7 +98,6 @@ class SPADE(SemanticFamily):
         self.generator = SPADEModel(nets.generator, nets.encoder)
         self.discriminator = nets.discriminator
         self.hinge = losses.get_adversarial_loss("hinge")
-        self._fake_for_g: Tensor | None = None
         self._posterior: tuple[Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -124,10 +123,7 @@ class SPADE(SemanticFamily):
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         real = batch["image"]
         segmap = self.semantic(batch)
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):  # the G step reuses these fakes: one G forward per iteration
-            fake = self._fake(G, segmap, real)
-        self._fake_for_g = fake if reuse else None
+        fake = self.fakes_for_d(lambda: self._fake(G, segmap, real))
         outputs = D(paired_input(segmap, fake.detach(), real))  # one batch: instance norm keeps samples apart
         loss = 0.0
         for scale in outputs:
@@ -139,8 +135,7 @@ class SPADE(SemanticFamily):
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
         real = batch["image"]
         segmap = self.semantic(batch)
-        fake = self._fake_for_g if self._fake_for_g is not None else self._fake(G, segmap, real)
-        self._fake_for_g = None
+        fake = self.fakes_for_g(lambda: self._fake(G, segmap, real))
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.hinge.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}
