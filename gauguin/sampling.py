@@ -83,7 +83,7 @@ class LoadedGenerator:
         -> label ids ``[H, W]`` at the model's size (nearest neighbour)."""
         import numpy as np
 
-        from .data.semantic import colors_to_ids, read_label_file
+        from .data.semantic import colors_to_ids, read_label_file, unknown_raw_ids
 
         if not self.data.num_labels:
             raise ValueError(f"{self.folder} is a {self.meta['family']} model: it takes no label maps")
@@ -94,9 +94,7 @@ class LoadedGenerator:
                                    "label maps: save the ids as an 8-bit grey PNG")
             raw = colors_to_ids(raw, {int(k): tuple(v) for k, v in self.data.palette.items()}, path)
         lut = np.asarray(self.data.raw_to_index)
-        bad = np.unique(raw[(raw < 0) | (raw >= len(lut))])
-        if not bad.size:
-            bad = np.unique(raw[lut[raw] < 0])
+        bad = unknown_raw_ids(raw, lut)
         if bad.size:
             valid = np.flatnonzero(lut >= 0)
             raise BadDataError(f"label map {path} holds id(s) {bad[:8].tolist()} this model does not know; its "

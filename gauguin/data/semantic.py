@@ -513,15 +513,9 @@ class SemanticDataset(Dataset):
         """Every raw value of ``raw`` must map to a channel; else BadDataError naming ``path``."""
         if raw.size == 0:
             raise BadDataError(f"label map {path} is empty (0 pixels); fix: re-export it")
-        lo, hi = int(raw.min()), int(raw.max())
-        size = len(self._lut)
-        if lo >= 0 and hi < size:
-            counts = np.bincount(raw.ravel(), minlength=size)[:size]
-            bad = np.flatnonzero((counts > 0) & (self._lut < 0))
-            if bad.size == 0:
-                return
-        else:
-            bad = np.unique(raw[(raw < 0) | (raw >= size)])
+        bad = unknown_raw_ids(raw, self._lut)
+        if bad.size == 0:
+            return
         shown = ", ".join(str(int(v)) for v in bad[:_SHOWN_IN_MESSAGES])
         more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
         raise BadDataError(
@@ -538,6 +532,17 @@ class SemanticDataset(Dataset):
                 f"{image_size[0]}x{image_size[1]}; a {what} must have its image's size. Fix: "
                 f"re-export the {what} at the image's size (or pair it with the right image)."
             )
+
+
+def unknown_raw_ids(raw: np.ndarray, raw_to_index: np.ndarray) -> np.ndarray:
+    """The distinct values of a label map ``raw`` that ``raw_to_index`` maps to no channel (outside
+    the table, or -1 in it); empty when every pixel is valid. Sorted."""
+    lut = np.asarray(raw_to_index)
+    size = len(lut)
+    if raw.size and int(raw.min()) >= 0 and int(raw.max()) < size:
+        counts = np.bincount(raw.ravel(), minlength=size)[:size]
+        return np.flatnonzero((counts > 0) & (lut < 0))
+    return np.unique(raw[(raw < 0) | (raw >= size)])
 
 
 def _ranges_text(values: np.ndarray) -> str:
