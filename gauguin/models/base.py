@@ -71,6 +71,21 @@ def dataset_options(cfg: TrainConfig, split: str, **fashion_options: Any) -> dic
     return options
 
 
+@dataclasses.dataclass
+class Pix2PixSchedule(TrainConfig):
+    """The training schedule pix2pix, CycleGAN and pix2pixHD share (Isola et al. 2017 §3.3; Zhu et al.
+    2017 §4; Wang et al. 2018): batch 1, Adam lr 2e-4 for G and D, β=(0.5, 0.999), constant for the
+    first half then linearly decayed to 0, samples from G itself (no EMA)."""
+
+    batch_size: int = 1
+    steps: int = 20000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_decay_start: float = 0.5
+    ema_decay: float = 0.0
+
+
 class GANFamily:
     """A family owns its networks and losses; the loop owns everything else.
 

@@ -16,15 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import TrainConfig
 from ..nn.image_pool import ImagePool
 from ..nn.patchgan import pix2pix_patchgan
 from ..nn.resnet_generator import ResnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs, dataset_options
+from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_options
 
 
 @dataclasses.dataclass
-class CycleGANConfig(TrainConfig):
+class CycleGANConfig(Pix2PixSchedule):
     """The paper's defaults; the data default to two Fashion-MNIST classes at 32 px."""
 
     dataset: str = "fashion-mnist"  # fashion-mnist (two classes) | folder:PATH (trainA/, trainB/)
@@ -33,13 +32,6 @@ class CycleGANConfig(TrainConfig):
     out_dir: str = "runs/cyclegan"
     image_size: int = 32  # crop size (the paper: 256)
     load_size: int = 0  # folders: resize before cropping (0 = the dataset's default)
-    batch_size: int = 1
-    steps: int = 20000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    lr_decay_start: float = 0.5
-    ema_decay: float = 0.0
     ngf: int = 64
     ndf: int = 64
     n_blocks: int = 6  # residual blocks: 6 for 128 px and below, 9 for 256 px (the paper)

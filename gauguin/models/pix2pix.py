@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import ConfigError, TrainConfig
+from ..config import ConfigError
 from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
 from ..nn.unet import UnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs, dataset_options
+from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_options
 
 
 @dataclasses.dataclass
-class Pix2PixConfig(TrainConfig):
+class Pix2PixConfig(Pix2PixSchedule):
     """The paper's defaults; the data default to Fashion-MNIST edges → clothing at 32 px."""
 
     dataset: str = "fashion-mnist"  # fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders)
@@ -30,13 +30,6 @@ class Pix2PixConfig(TrainConfig):
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     image_size: int = 32  # crop size (the paper: 256)
     load_size: int = 0  # folders: resize before cropping (0 = the dataset's default)
-    batch_size: int = 1  # the paper's batch for most datasets
-    steps: int = 20000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    lr_decay_start: float = 0.5
-    ema_decay: float = 0.0
     ngf: int = 64
     ndf: int = 64
     norm: Literal["batch", "instance"] = "batch"

@@ -32,6 +32,7 @@ class Pix2PixHDConfig(SemanticConfig):
     """The paper's networks, losses and schedule; the data default to Fashion-MNIST silhouettes at 32 px."""
 
     out_dir: str = "runs/pix2pixhd"
+    # the schedule of base.Pix2PixSchedule, restated: a dataclass cannot take overridden defaults from two bases
     batch_size: int = 1
     steps: int = 20000
     lr_g: float = 2e-4
