@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/eval.py --quick
 	$(BIN)/python bench/spade.py --quick
 	$(BIN)/python bench/image_to_image.py --quick
+	$(BIN)/python bench/pggan.py --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -7,6 +7,7 @@ also computes D's weight gradients. Prints images/s of each and their ratio.
 
     python bench/dcgan.py            # full: 30 timed steps each, best of 3 rounds
     python bench/dcgan.py --quick    # CI: a few steps, checks that both loops run
+    python bench/dcgan.py --device cuda   # on a GPU
 """
 from __future__ import annotations
 
@@ -57,10 +58,15 @@ class TextbookDiscriminator(nn.Module):
         return self.head(h).squeeze(1) + (self.embed(y) * h).sum(1)
 
 
-def textbook_steps(dataset: FashionMNIST, batch: int, steps: int, seed: int = 0) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def textbook_steps(dataset: FashionMNIST, batch: int, steps: int, device: torch.device, seed: int = 0) -> float:
     """Seconds per step of the tutorial loop."""
     torch.manual_seed(seed)
-    G, D = TextbookGenerator(), TextbookDiscriminator()
+    G, D = TextbookGenerator().to(device), TextbookDiscriminator().to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     bce = nn.BCEWithLogitsLoss()
@@ -69,29 +75,33 @@ def textbook_steps(dataset: FashionMNIST, batch: int, steps: int, seed: int = 0)
     for step in range(steps + 2):  # two warm-up steps
         start = time.perf_counter()
         real, y = dataset.get_batch(torch.randint(0, len(dataset), (batch,), generator=gen))
-        ones, zeros = torch.ones(batch), torch.zeros(batch)
+        real, y = real.to(device), y.to(device)
+        ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
         D.zero_grad()
         bce(D(real, y), ones).backward()
-        fake = G(torch.randn(batch, 100), y)
+        fake = G(torch.randn(batch, 100, device=device), y)
         bce(D(fake.detach(), y), zeros).backward()
         opt_d.step()
         G.zero_grad()
         bce(D(fake, y), ones).backward()
         opt_g.step()
+        synchronize(device)
         if step >= 2:
             elapsed += time.perf_counter() - start
     return elapsed / steps
 
 
-def gauguin_steps(batch: int, steps: int, precision: str) -> float:
+def gauguin_steps(batch: int, steps: int, precision: str, device: torch.device) -> float:
     """Seconds per step of gauguin's own training step (data, D and G updates, EMA)."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = DCGANConfig(image_size=32, batch_size=batch, precision=precision, out_dir=out, progress=False)
+        cfg = DCGANConfig(image_size=32, batch_size=batch, precision=precision, device=str(device), out_dir=out,
+                          progress=False)
         trainer = Trainer("dcgan", cfg)
         elapsed = 0.0
         for step in range(steps + 2):
             start = time.perf_counter()
             trainer.train_step(step)
+            synchronize(device)
             if step >= 2:
                 elapsed += time.perf_counter() - start
     return elapsed / steps
@@ -108,7 +118,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--precision", default="auto", help="gauguin's precision (auto, fp32, bf16)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args()
+    device = torch.device(args.device)
     steps, rounds = (3, 1) if args.quick else (args.steps, args.rounds)
 
     dataset = FashionMNIST("train", image_size=32)
@@ -117,11 +129,12 @@ def main() -> None:
         assert _count(mine) == _count(theirs), "the textbook loop must train the same architecture"
     plain, ours = [], []
     for _ in range(rounds):  # interleaved, best of each: robust to other load on the machine
-        plain.append(textbook_steps(dataset, args.batch, steps))
-        ours.append(gauguin_steps(args.batch, steps, args.precision))
+        plain.append(textbook_steps(dataset, args.batch, steps, device))
+        ours.append(gauguin_steps(args.batch, steps, args.precision, device))
     plain_ips, ours_ips = args.batch / min(plain), args.batch / min(ours)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, batch {args.batch}, {steps} steps x {rounds} rounds")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{torch.get_num_threads()} threads, cpu capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, {steps} steps x {rounds} rounds")
     print(f"textbook fp32 loop : {plain_ips:8.1f} img/s")
     print(f"gauguin ({args.precision:>5})   : {ours_ips:8.1f} img/s")
     print(f"ratio              : {ours_ips / plain_ips:.2f}x")

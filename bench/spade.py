@@ -19,6 +19,7 @@ GFLOP/s and peak resident memory of each variant.
 
     python bench/spade.py            # the paper's ADE20K config, batch 1 and 2
     python bench/spade.py --quick    # CI: tiny widths at 64 px, one timed iteration
+    python bench/spade.py --device cuda --batches 1,8   # on a GPU (peak memory = CUDA allocator's)
 """
 from __future__ import annotations
 
@@ -119,7 +120,8 @@ def official_networks(G: nn.Module, D: nn.Module) -> tuple[nn.Module, nn.Module]
     for discriminator in D.discriminators:
         for layer in discriminator.layers:
             layer[0] = official_conv(layer[0])
-    return G, D
+    device = next(G.parameters()).device  # the new layers are built on the CPU
+    return G.to(device), D.to(device)
 
 
 def reference_iteration(trainer: Trainer, G: nn.Module, D: nn.Module, opt_g, opt_d, batch: dict, vgg_loss) -> None:
@@ -152,7 +154,7 @@ def reference_iteration(trainer: Trainer, G: nn.Module, D: nn.Module, opt_g, opt
 def official_vgg_loss(vgg: VGG19, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The VGG loss as the official code runs it: the fp32 network, its weights cast by autocast on
     every call, no gradient cut on the real branch."""
-    loss = 0.0
+    loss, vgg = 0.0, vgg.to(x.device)
     for w, fx, fy in zip(VGGLoss.weights, vgg(VGG19.normalize(x)), vgg(VGG19.normalize(y))):
         loss = loss + w * F.l1_loss(fx.float(), fy.detach().float())
     return loss
@@ -170,22 +172,27 @@ def check_same_outputs(trainer: Trainer, G_ref: nn.Module, batch: dict) -> None:
         raise AssertionError(f"the reference generator differs from gauguin's by {diff}")
 
 
-def peak_rss_reset() -> None:
+def peak_memory_reset() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
 
 
-def peak_rss_gib() -> float:
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak CUDA allocation on a GPU, else the process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
 
 
-def measure(variants: dict, rounds: int) -> dict:
+def measure(variants: dict, rounds: int, device: torch.device) -> dict:
     """For each variant (a function running one iteration): (seconds per iteration: best of ``rounds``,
     timed in interleaved rounds so that machine noise hits every variant alike; GFLOP per iteration;
-    peak resident GiB). Each is warmed up once, then run once under the FLOP counter."""
+    peak GiB). Each is warmed up once, then run once under the FLOP counter."""
     flops = {}
     for name, run in variants.items():
         run()
@@ -196,11 +203,13 @@ def measure(variants: dict, rounds: int) -> dict:
     peak = {name: 0.0 for name in variants}
     for _ in range(rounds):
         for name, run in variants.items():
-            peak_rss_reset()
+            peak_memory_reset()
             start = time.perf_counter()
             run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             seconds[name] = min(seconds[name], time.perf_counter() - start)
-            peak[name] = max(peak[name], peak_rss_gib())
+            peak[name] = max(peak[name], peak_memory_gib(device))
     return {name: (seconds[name], flops[name], peak[name]) for name in variants}
 
 
@@ -209,29 +218,34 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny widths at 64 px, one iteration (CI)")
     parser.add_argument("--batches", default="1,2", help="batch sizes to measure")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (each variant once per round)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args()
     size, width, rounds = (64, 8, 1) if args.quick else (256, 64, args.rounds)
     batches = [1] if args.quick else [int(b) for b in args.batches.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="gauguin-bench-spade-"))
-    make_ade20k(tmp / "ade", 4, size)
+    make_ade20k(tmp / "ade", max(4, *batches), size)
     torch.manual_seed(0)
     torch.save(VGG19().state_dict(), tmp / "vgg19.pth")
+    device = torch.device(args.device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"SPADE, ADE20K config ({size}x{size}, 151 label channels, ngf=ndf={width}, VGG loss), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"torch {torch.__version__}, {where}")
     print(f"{'batch':>5} {'schedule':<10} {'precision':<9} {'s/iter':>8} {'GFLOP/iter':>11} {'GFLOP/s':>8} "
           f"{'peak GiB':>8} {'speed-up':>9}")
     for batch_size in batches:
         cfg = SPADEConfig(dataset=f"ade20k:{tmp / 'ade'}", image_size=size, load_size=size, channels=3,
                           ngf=width, ndf=width, batch_size=batch_size, vgg_weights=str(tmp / "vgg19.pth"),
-                          precision="fp32", out_dir=str(tmp / f"run_{batch_size}"), progress=False)
+                          precision="fp32", device=args.device, out_dir=str(tmp / f"run_{batch_size}"),
+                          progress=False)
         trainer = Trainer("spade", cfg)
         batch = trainer.next_batch()
         G_ref, D_ref = official_networks(trainer.G.generator, trainer.D)
         check_same_outputs(trainer, G_ref, batch)
         opt_g = torch.optim.Adam(G_ref.parameters(), cfg.lr_g, betas=cfg.betas)
         opt_d = torch.optim.Adam(D_ref.parameters(), cfg.lr_d, betas=cfg.betas)
-        autocast = {"fp32": torch.autocast("cpu", enabled=False), "bf16": torch.autocast("cpu", dtype=torch.bfloat16)}
+        autocast = {"fp32": torch.autocast(device.type, enabled=False),
+                    "bf16": torch.autocast(device.type, dtype=torch.bfloat16)}
 
         def variant(schedule: str, precision: str):
             def run():
@@ -243,7 +257,7 @@ def main() -> None:
             return run
 
         rows = measure({(schedule, precision): variant(schedule, precision) for precision in ("fp32", "bf16")
-                        for schedule in ("reference", "gauguin")}, rounds)
+                        for schedule in ("reference", "gauguin")}, rounds, device)
         base = rows[("reference", "fp32")][0]
         for (schedule, precision), (seconds, gflop, peak) in rows.items():
             print(f"{batch_size:>5} {schedule:<10} {precision:<9} {seconds:>8.3f} {gflop:>11.1f} {gflop / seconds:>8.1f} "

@@ -3,7 +3,10 @@
     gauguin train dcgan [--config run.yaml] [--resume] [key=value ...]
     gauguin sample runs/dcgan [--n 64] [--class Sneaker] [--seed 0] [--out samples.png]
     gauguin translate runs/spade --labels label.png [--style photo.jpg | --seed 0 --n 4] --out out/
+    gauguin translate runs/pix2pix --input edges/ [--direction AtoB] --out out/
+    gauguin refine runs/simgan --input synthetic/ --out refined/
     gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
+    gauguin experiment simgan-tstr [--checkpoint runs/simgan] --out runs/simgan_tstr
     gauguin info runs/dcgan
 """
 from __future__ import annotations
@@ -20,6 +23,9 @@ def _train(args) -> int:
     from .training import run_config, train
 
     overrides = args.overrides + ([f"dataset={args.data}"] if args.data else [])
+    if (args.synthetic or args.real) and args.family != "simgan":
+        raise ValueError("--synthetic and --real are SimGAN's data; other families take --data")
+    overrides += [f"{key}={value}" for key, value in (("synthetic", args.synthetic), ("real", args.real)) if value]
     cfg = run_config(args.family, args.config, overrides, args.resume)
     path = train(args.family, cfg, resume=args.resume)
     if path is not None:
@@ -85,6 +91,48 @@ def _translate_labels(loaded, args) -> int:
     if len(images) > 1:
         save_png(make_grid(images, len(images)), out / f"{stem}_grid.png")
     print(f"gauguin: wrote {len(images)} image(s) for {args.labels} to {out}/")
+    return 0
+
+
+def _refine(args) -> int:
+    """Refine every image under --input (sub-folders kept, so class folders keep their labels)."""
+    import torch
+
+    from .data.folder import IMAGE_EXTENSIONS
+    from .sampling import load_generator
+    from .training.images import save_png
+
+    loaded = load_generator(args.checkpoint, args.device)
+    if loaded.meta["family"] != "simgan":
+        raise ValueError(f"{args.checkpoint} is a {loaded.meta['family']} checkpoint; gauguin refine takes SimGAN "
+                         "refiners (other image-to-image models: gauguin translate --input)")
+    source, out = Path(args.input), Path(args.out)
+    if not source.exists():
+        raise ValueError(f"--input {source} does not exist")
+    files = ([source] if source.is_file() else
+             sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+    if not files:
+        raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    for start in range(0, len(files), 256):
+        chunk = files[start : start + 256]
+        images = [loaded.read_image(path, loaded.family.input_channels) for path in chunk]
+        refined = loaded.translate_images(torch.cat(images))
+        for path, image in zip(chunk, refined):
+            relative = path.relative_to(source) if source.is_dir() else Path(path.name)
+            save_png(image, (out / relative).with_suffix(".png"))
+    print(f"gauguin: refined {len(files)} image(s) into {out}/")
+    return 0
+
+
+def _experiment(args) -> int:
+    from .config import TrainConfig
+    from .experiments.simgan_tstr import format_report, simgan_tstr
+
+    values = TrainConfig.read_values(None, args.overrides + ([f"steps={args.steps}"] if args.steps else []))
+    report = simgan_tstr(args.checkpoint, args.out, values, classifier_epochs=args.epochs, images=args.images,
+                         seed=args.seed, device=args.device)
+    print(format_report(report))
+    print(f"gauguin: wrote {Path(args.out) / 'report.json'}")
     return 0
 
 
@@ -156,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its newest checkpoint")
     p.add_argument("--data", help="the dataset (same as dataset=...): fashion-mnist, or for spade coco-stuff:PATH, "
                                   "cityscapes:PATH, ade20k:PATH, folder:PATH")
+    p.add_argument("--synthetic", help="simgan: folder of labelled synthetic images (one sub-folder per class)")
+    p.add_argument("--real", help="simgan: folder of unlabelled real images")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(run=_train)
 
@@ -202,6 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="JSON report path (train-classifier: the weights path)")
     p.set_defaults(run=_eval)
 
+    p = sub.add_parser("refine", help="refine synthetic images with a SimGAN refiner")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--input", required=True, help="an image, or a folder (sub-folders such as classes are kept)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="refined", help="output folder")
+    p.set_defaults(run=_refine)
+
+    p = sub.add_parser("experiment", help="run a published comparison end to end",
+                       description="simgan-tstr: classifiers trained on raw synthetic, refined synthetic and real "
+                                   "images, tested on the real Fashion-MNIST test split.")
+    p.add_argument("name", choices=["simgan-tstr"])
+    p.add_argument("--checkpoint", help="a trained SimGAN refiner (default: train one first)")
+    p.add_argument("--steps", type=int, help="SimGAN iterations when training one")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of each classifier")
+    p.add_argument("--images", type=int, help="synthetic / real training images of the classifiers (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="runs/simgan_tstr", help="folder of the report (and of the SimGAN run)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="SimGAN config values when training one")
+    p.set_defaults(run=_experiment)
+
     p = sub.add_parser("info", help="describe a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -213,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)  # key=value may also follow options such as --resume
     if extra:
-        if args.command != "train" or any("=" not in item or item.startswith("-") for item in extra):
+        if args.command not in ("train", "experiment") or any("=" not in item or item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
     try:

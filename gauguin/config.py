@@ -35,8 +35,9 @@ class TrainConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's (beta1, beta2); RMSprop ignores them
-    optimizer: Literal["adam", "rmsprop"] = "adam"
-    d_steps_per_g_step: int = 1
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"  # sgd: plain SGD (SimGAN's)
+    d_steps_per_g_step: int = 1  # discriminator updates per iteration
+    g_steps_per_iteration: int = 1  # generator updates per iteration, after D's (SimGAN's K_g)
     lr_decay_start: float = 1.0  # fraction of `steps` after which lr decays linearly to 0 (1.0 = constant)
     ema_decay: float = 0.999  # EMA of G weights used for sampling (0 = no EMA)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it natively
@@ -104,7 +105,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cross-field checks; families extend this."""
-        positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "log_every",
+        positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "g_steps_per_iteration",
+                    "log_every",
                     "sample_every", "checkpoint_every", "keep_checkpoints", "eval_samples"]
         for key in positive:
             if getattr(self, key) <= 0:
@@ -149,6 +151,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return tuple(_coerce(v, a, where) for v, a in zip(value, args))
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if hint in (int, float, str, bool) and (type(value) is not hint):

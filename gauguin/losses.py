@@ -194,6 +194,14 @@ def get_adversarial_loss(name: str) -> AdversarialLoss:
     raise ValueError(message)
 
 
+def local_adversarial_loss(logits: Tensor, real: bool) -> Tensor:
+    """SimGAN's local adversarial loss (Shrivastava et al. 2017 §2.2): D gives logits ``[B, 2, h, w]``
+    (refined, real) for each of h·w image patches; the loss is the cross-entropy of the target
+    class (1 = real, 0 = refined), averaged over patches and images."""
+    target = torch.full((logits.shape[0], *logits.shape[2:]), int(real), dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.float(), target)
+
+
 def _per_sample_grad_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:
     """‖∇_inputs Σ outputs‖² per sample (float32, shape [B]), with a graph for double backprop."""
     (grad,) = torch.autograd.grad(

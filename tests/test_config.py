@@ -16,8 +16,9 @@ def test_defaults_are_the_papers():
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("steps: 7\nlr_d: 4.0e-4\nbetas: [0.0, 0.999]\nloss: hinge\n")
-    cfg = DCGANConfig.load(path, ["steps=9", "conditional=false"])
+    cfg = DCGANConfig.load(path, ["steps=9", "conditional=false", "lr_g=1e-4"])  # YAML reads 1e-4 as a string
     assert (cfg.steps, cfg.lr_d, cfg.betas, cfg.loss, cfg.conditional) == (9, 4e-4, (0.0, 0.999), "hinge", False)
+    assert cfg.lr_g == 1e-4
     assert DCGANConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -28,6 +29,7 @@ def test_unknown_key_suggests_the_closest():
 
 @pytest.mark.parametrize("item, message", [
     ("steps=many", "steps must be int"),
+    ("lr_g=fast", "lr_g must be float"),
     ("loss=hinj", "did you mean 'hinge'"),
     ("betas=[0.5]", "list of 2 values"),
     ("conditional=3", "conditional must be bool"),

@@ -37,7 +37,7 @@ def test_two_ranks_hold_identical_weights(tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_0000003")[1]
-    assert meta["world_size"] == 2 and meta["sampler"]["batch"] == 3
+    assert meta["world_size"] == 2 and meta["sampler"]["position"] == 3 * 16  # 3 batches of 32 / 2 ranks
 
 
 def test_the_cli_runs_under_torchrun(tmp_path):

@@ -26,6 +26,19 @@ def test_sampler_is_resumable_and_sharded():
         EpochBatchSampler(10, 8, seed=0, world_size=2)
 
 
+def test_sampler_takes_batches_of_other_sizes_and_reads_old_states():
+    sampler = EpochBatchSampler(20, 4, seed=1)
+    order = torch.randperm(20, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(sampler.next_indices(6), order[:6]) and torch.equal(sampler.next_indices(), order[6:10])
+    assert torch.equal(sampler.next_indices(12), torch.randperm(20, generator=torch.Generator().manual_seed(2))[:12])
+    assert sampler.state_dict() == {"epoch": 1, "position": 12}  # 12 did not fit the 10 left: a new epoch
+    old = EpochBatchSampler(20, 4, seed=1)
+    old.load_state_dict({"epoch": 0, "batch": 2})  # checkpoints written before variable batch sizes
+    assert torch.equal(old.next_indices(), order[8:12])
+    with pytest.raises(ValueError, match="more than the 20 items"):
+        sampler.next_indices(21)
+
+
 def test_ema_follows_the_formula():
     net = torch.nn.Linear(1, 1, bias=False)
     ema = EMA(net, decay=0.9)
@@ -78,7 +91,7 @@ def test_run_writes_samples_logs_and_keeps_last_k_and_best(tmp_path):
 def test_d_steps_per_g_step_and_ttur(tmp_path):
     cfg = tiny_config(tmp_path, steps=2, d_steps_per_g_step=3, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.999))
     meta = load_checkpoint(train("dcgan", cfg))[1]
-    assert meta["sampler"]["batch"] == 6  # three D batches per G step
+    assert meta["sampler"]["position"] == 6 * cfg.batch_size  # three D batches per G step
     groups = {k: v["param_groups"][0] for k, v in meta["optimizers"].items()}
     assert (groups["opt_g"]["lr"], groups["opt_d"]["lr"]) == (1e-4, 4e-4)
     assert groups["opt_g"]["betas"] == [0.0, 0.999]

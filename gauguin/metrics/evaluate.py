@@ -21,9 +21,10 @@ from .kid import kernel_inception_distance
 from .msssim import ms_ssim_diversity
 from .prdc import precision_recall_density_coverage
 from .segmenter import load_or_train_segmenter, segmenter_scores
+from .swd import laplacian_swd
 from .sources import ImageSet, load_image_set, match_images
 
-METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr", "miou")
+METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr", "miou", "lswd")
 FEATURE_METRICS = {"fid", "kid", "pr"}  # those compared with the real images' features
 EXTRACTOR_METRICS = FEATURE_METRICS | {"is", "accuracy"}  # those that run the feature extractor
 CACHE_VERSION = 1
@@ -67,11 +68,12 @@ def check_metric_names(metrics: list[str]) -> None:
 
 def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtractor | None,
                     real_features: torch.Tensor | None = None, seed: int = 0, progress: bool = True,
-                    segmenter: str | None = None) -> dict:
+                    segmenter: str | None = None, real_images: torch.Tensor | None = None) -> dict:
     """``metrics`` of the ``fake`` images, keyed by metric name (``pr`` gives a dict of four, ``kid`` and
     ``is`` a mean and std, ``miou`` mIoU, pixel and mean accuracy). ``fid``, ``kid`` and ``pr`` need the
     reference ``real_features``; ``miou`` needs images made from label maps and a segmenter (a weights
-    file, or gauguin's own for the label maps' dataset)."""
+    file, or gauguin's own for the label maps' dataset); ``lswd`` (PGGAN's sliced Wasserstein distance
+    per Laplacian-pyramid level) needs the ``real_images``."""
     check_metric_names(metrics)
     if FEATURE_METRICS & set(metrics) and real_features is None:
         raise ValueError(f"{', '.join(sorted(FEATURE_METRICS & set(metrics)))} need the real images' features")
@@ -105,6 +107,10 @@ def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtrac
                                  "semantic model (SPADE, pix2pix)")
             model = load_or_train_segmenter(_segmenter_dataset(fake.label_source), segmenter, progress)
             results[name] = segmenter_scores(model, fake.images, fake.label_maps)
+        elif name == "lswd":
+            if real_images is None:
+                raise ValueError("lswd compares with the real images: pass real_images")
+            results[name] = laplacian_swd(real_images, match_images(fake.images, real_images), seed=seed)
     return results
 
 
@@ -126,7 +132,7 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
     ev = Evaluation(real_set, create_extractor(extractor, weights) if EXTRACTOR_METRICS & set(metrics) else None,
                     progress)
     real_f = ev.real_features() if FEATURE_METRICS & set(metrics) else None
-    values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress, segmenter)
+    values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress, segmenter, real_set.images)
     count = count_label(len(fake_set.images))
     protocol = {"pr": f"prdc{count}-{extractor}-{real_set.name}", "msssim": f"msssim{count}-{fake_set.name}",
                 "tstr": f"tstr{count}-fashion-mnist:test", "miou": f"miou{count}-segmenter-{fake_set.label_source}"}

@@ -13,6 +13,8 @@ FAMILIES = {
     "pix2pixhd": "gauguin.models.pix2pixhd:Pix2PixHD",
     "pix2pix": "gauguin.models.pix2pix:Pix2Pix",
     "cyclegan": "gauguin.models.cyclegan:CycleGAN",
+    "simgan": "gauguin.models.simgan:SimGAN",
+    "pggan": "gauguin.models.pggan:PGGAN",
 }
 
 

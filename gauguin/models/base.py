@@ -89,7 +89,7 @@ class Pix2PixSchedule(TrainConfig):
 class GANFamily:
     """A family owns its networks and losses; the loop owns everything else.
 
-    The loop calls ``d_loss`` ``d_steps_per_g_step`` times and then ``g_loss``, each inside
+    Each iteration the loop calls ``d_loss`` and then ``g_loss`` as often as :meth:`updates` says, inside
     autocast; it does the backward passes, gradient averaging, optimizer steps, EMA,
     logging and checkpoints. In ``g_loss`` the discriminator's parameters are frozen.
     """
@@ -102,6 +102,7 @@ class GANFamily:
         self.data = data
         self.num_classes = data.num_classes
         self._kept_fakes: Any = None  # see fakes_for_d
+        self.keep_fakes = cfg.d_steps_per_g_step == 1  # set by the loop each iteration (see fakes_for_d)
         self.conditional = False  # whether the generator takes class labels
         self.generator: nn.Module
         self.discriminator: nn.Module
@@ -158,10 +159,11 @@ class GANFamily:
         """Restore what :meth:`extra_state` returned."""
 
     def fakes_for_d(self, make: Callable[[], Any]) -> Any:
-        """In ``d_loss``: the generator's output ``make()`` for this iteration. With one D step per G
-        step it is made with gradients and kept for the G step (:meth:`fakes_for_g`), so G runs forward
-        once per iteration (as the DCGAN recipe does); else it is made without gradients."""
-        reuse = self.cfg.d_steps_per_g_step == 1 and torch.is_grad_enabled()
+        """In ``d_loss``: the generator's output ``make()`` for this iteration. When the loop's next
+        update is a G update on the same batch (``keep_fakes``: one D update, then G) it is made with
+        gradients and kept for it (:meth:`fakes_for_g`), so G runs forward once per iteration (as the
+        DCGAN recipe does); else it is made without gradients."""
+        reuse = self.keep_fakes and torch.is_grad_enabled()
         with torch.set_grad_enabled(reuse):
             fakes = make()
         self._kept_fakes = fakes if reuse else None
@@ -171,6 +173,24 @@ class GANFamily:
         """In ``g_loss``: the fakes kept by :meth:`fakes_for_d`, else a new ``make()``."""
         fakes, self._kept_fakes = self._kept_fakes, None
         return fakes if fakes is not None else make()
+
+    def updates(self, step: int) -> tuple[int, int]:
+        """(discriminator updates, generator updates) of iteration ``step`` (SimGAN's pretraining
+        phases change them)."""
+        return self.cfg.d_steps_per_g_step, self.cfg.g_steps_per_iteration
+
+    def batch_size(self, step: int) -> int:
+        """Global batch size of iteration ``step`` (PGGAN's grows smaller with the resolution)."""
+        return self.cfg.batch_size
+
+    def milestone(self, step: int) -> bool:
+        """Whether the loop writes a sample grid and evaluates after ``step`` iterations besides its
+        regular ``sample_every`` / ``eval_every`` (PGGAN: at each stage's end)."""
+        return False
+
+    def prepare_sampling(self, G: nn.Module, dataset) -> None:
+        """Before a checkpoint is written: test-time state of ``G`` computed from the training data
+        (pix2pixHD's clusters of instance features)."""
 
     def after_d_step(self) -> None:
         """Hook after each D optimizer step (e.g. WGAN weight clipping)."""

@@ -3,7 +3,8 @@
 G is a U-Net whose dropout is its only noise; D is a PatchGAN that judges (input, output)
 pairs patch by patch (70x70 for ``n_layers_d=3``). G's loss adds λ·‖y − G(x)‖₁ (λ 100, Eq. 4) to
 the adversarial term; D's loss is halved (§3.3). Adam lr 2e-4, β=(0.5, 0.999), constant then
-linearly decayed to 0.
+linearly decayed to 0. With ``input=labels`` G translates one-hot label maps (+ instance
+boundaries) of a semantic dataset, the paper's labels → photo setting.
 """
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ from ..config import ConfigError
 from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
 from ..nn.unet import UnetGenerator
 from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_options
+from .semantic import build_label_map_dataset, input_real_fake_rows, one_hot_input
 
 
 @dataclasses.dataclass
 class Pix2PixConfig(Pix2PixSchedule):
     """The paper's defaults; the data default to Fashion-MNIST edges → clothing at 32 px."""
 
-    dataset: str = "fashion-mnist"  # fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders)
+    # input=image: fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders);
+    # input=labels: fashion-mnist (silhouettes) | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
+    dataset: str = "fashion-mnist"
+    input: Literal["image", "labels"] = "image"  # what G translates: images, or label maps one-hot
     out_dir: str = "runs/pix2pix"
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     image_size: int = 32  # crop size (the paper: 256)
@@ -50,7 +55,14 @@ class Pix2Pix(GANFamily):
 
     def __init__(self, cfg: Pix2PixConfig, data: DataInfo):
         super().__init__(cfg, data)
-        in_channels = data.input_channels or data.channels
+        self.labels = cfg.input == "labels"
+        if self.labels and not data.num_labels:
+            raise ConfigError(f"input=labels needs a dataset of label maps, {cfg.dataset!r} has none")
+        self.use_instances = self.labels and data.has_instances
+        if self.labels:
+            in_channels = data.num_labels + self.use_instances
+        else:
+            in_channels = data.input_channels or data.channels
         self.generator = UnetGenerator(in_channels, data.channels, cfg.image_size, cfg.ngf, cfg.norm)
         pair_channels = in_channels + data.channels
         if cfg.discriminator == "pixel":
@@ -63,29 +75,39 @@ class Pix2Pix(GANFamily):
     def build_dataset(cls, cfg: Pix2PixConfig, split: str = "train"):
         from ..data.paired import build_paired_dataset
 
+        if cfg.input == "labels":
+            return build_label_map_dataset(cfg.dataset, split, crop_size=cfg.image_size, augment=split == "train",
+                                           channels=cfg.channels, data_root=cfg.data_root, load_size=cfg.load_size)
         options = dataset_options(cfg, split)
         return build_paired_dataset(cfg.dataset, split, direction=cfg.direction, **options)
 
     # ------------------------------------------------------------------ inputs
+    def source(self, batch: dict[str, Any]) -> Tensor:
+        """G's input: the input image, or the one-hot label map (+ instance edges)."""
+        return one_hot_input(batch, self.data.num_labels, self.use_instances) if self.labels else batch["input"]
+
     def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        return {"input": batch["input"]}
+        keys = ("label_map", "instance") if self.labels else ("input",)
+        return {k: batch[k] for k in keys if k in batch}
 
     def random_inputs(self, n, generator=None, labels=None):
-        raise ValueError("pix2pix translates input images: use `gauguin translate CHECKPOINT --input IMAGE`")
+        flag = "--labels LABELS.png" if self.labels else "--input IMAGE"
+        raise ValueError(f"pix2pix translates its inputs: use `gauguin translate CHECKPOINT {flag}`")
 
     def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
         batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {"input": batch["input"], "real": batch["image"]}
+        return {**self.inputs_like(batch), "real": batch["image"]}
 
     def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: inputs, real targets, outputs."""
-        rows = [inputs["input"], inputs["real"], fake]
-        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+        """Rows: inputs (label maps in colour), real targets, outputs."""
+        return input_real_fake_rows(inputs, fake, self.data.num_labels)
 
     def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        return G(inputs["input"])
+        return G(self.source(inputs))
 
     def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
+        if self.labels:
+            return super().translation_inputs(images, direction)  # the error naming --labels
         if direction not in (None, self.cfg.direction):
             raise ValueError(f"this pix2pix model translates {self.cfg.direction} only; retrain with "
                              f"direction={direction} for the other way")
@@ -93,7 +115,7 @@ class Pix2Pix(GANFamily):
 
     # ------------------------------------------------------------------ losses
     def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        source, real = batch["input"], batch["image"]
+        source, real = self.source(batch), batch["image"]
         fake = self.fakes_for_d(lambda: G(source))
         real_logits = D(torch.cat([source, real], 1))[-1]  # D returns its layers' outputs, the last is the map
         fake_logits = D(torch.cat([source, fake.detach()], 1))[-1]
@@ -101,7 +123,7 @@ class Pix2Pix(GANFamily):
         return loss, {"d_loss": loss.item()}
 
     def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        source, real = batch["input"], batch["image"]
+        source, real = self.source(batch), batch["image"]
         fake = self.fakes_for_g(lambda: G(source))
         adversarial = self.adversarial.g_loss(D(torch.cat([source, fake], 1))[-1])
         l1 = F.l1_loss(fake.float(), real.float())

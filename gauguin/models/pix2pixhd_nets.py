@@ -174,10 +174,11 @@ class LocalEnhancer(nn.Module):
         self.global_body.load_state_dict(body, strict=strict)
 
 
-def instance_average(features: Tensor, instance_map: Tensor) -> Tensor:
-    """Each pixel's features replaced by the mean over its instance (pix2pixHD §3.4): pixels of the
-    same image with the same id in ``instance_map`` [B, H, W] (any integer ids, e.g. Cityscapes'
-    16-bit 26001) share one value. One ``index_add`` over (batch, id) pairs, summed in float32."""
+def instance_means(features: Tensor, instance_map: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean features of each instance: ``(means [M, C], segment [B·H·W])`` where instances are
+    the (image, id) pairs of ``instance_map`` [B, H, W] (any integer ids, e.g. Cityscapes' 16-bit
+    26001) and ``segment`` gives each pixel's instance, pixels in (B, H, W) order. One ``index_add``,
+    summed in float32."""
     if instance_map.ndim == 4 and instance_map.shape[1] == 1:
         instance_map = instance_map[:, 0]
     b, c, h, w = features.shape
@@ -192,7 +193,14 @@ def instance_average(features: Tensor, instance_map: Tensor) -> Tensor:
     _, segment, counts = torch.unique(keys.flatten(), return_inverse=True, return_counts=True)
     flat = features.permute(0, 2, 3, 1).reshape(-1, c).float()  # [B·H·W, C], pixel order of keys
     sums = flat.new_zeros(counts.numel(), c).index_add(0, segment, flat)
-    means = sums / counts.unsqueeze(1).to(sums.dtype)
+    return sums / counts.unsqueeze(1).to(sums.dtype), segment
+
+
+def instance_average(features: Tensor, instance_map: Tensor) -> Tensor:
+    """Each pixel's features replaced by the mean over its instance (pix2pixHD §3.4): pixels of the
+    same image with the same id in ``instance_map`` [B, H, W] share one value."""
+    b, c, h, w = features.shape
+    means, segment = instance_means(features, instance_map)
     return means[segment].view(b, h, w, c).permute(0, 3, 1, 2).to(features.dtype)
 
 
@@ -217,8 +225,12 @@ class InstanceFeatureEncoder(nn.Module):
     def forward(self, image: Tensor, instance_map: Tensor) -> Tensor:
         """``image`` [B, in_channels, H, W], ``instance_map`` [B, H, W] integer ids → features
         [B, out_channels, H, W], constant within each instance (its mean)."""
+        return instance_average(self.pixel_features(image), instance_map)
+
+    def pixel_features(self, image: Tensor) -> Tensor:
+        """E's output before the per-instance average."""
         _check_input(image, self.in_channels, 2**self.n_downsampling, "InstanceFeatureEncoder")
-        return instance_average(self.to_features(self.body(image)), instance_map)
+        return self.to_features(self.body(image))
 
 
 def init_pix2pixhd_weights_(module: nn.Module, std: float = 0.02) -> nn.Module:

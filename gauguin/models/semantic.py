@@ -47,34 +47,16 @@ class SemanticFamily(GANFamily):
 
     @classmethod
     def build_dataset(cls, cfg: SemanticConfig, split: str | None = None):
-        from ..data.semantic import build_semantic_dataset
-
         split = split or cfg.split
-        kwargs: dict[str, Any] = {"crop_size": cfg.image_size, "flip": cfg.flip, "augment": split == cfg.split}
-        if cfg.dataset.startswith("fashion"):
-            kwargs["channels"] = cfg.channels
-            if cfg.data_root:
-                kwargs["root"] = cfg.data_root
-        else:
-            kwargs["aspect_ratio"] = cfg.aspect_ratio
-            if cfg.load_size:
-                kwargs["load_size"] = cfg.load_size
-            if cfg.preprocess != "auto":
-                kwargs["preprocess"] = cfg.preprocess
-            if cfg.use_instances != "auto":
-                kwargs["use_instances"] = cfg.use_instances == "yes"
-            if cfg.dataset.startswith("folder"):
-                kwargs.update(palette=cfg.label_palette or None, num_labels=cfg.num_labels or None)
-        return build_semantic_dataset(cfg.dataset, split, **kwargs)
+        return build_label_map_dataset(
+            cfg.dataset, split, crop_size=cfg.image_size, augment=split == cfg.split, flip=cfg.flip,
+            channels=cfg.channels, data_root=cfg.data_root, aspect_ratio=cfg.aspect_ratio, load_size=cfg.load_size,
+            preprocess=cfg.preprocess, use_instances=cfg.use_instances, label_palette=cfg.label_palette,
+            num_labels=cfg.num_labels)
 
     def semantic(self, batch: dict[str, Tensor]) -> Tensor:
         """One-hot label map (+ instance edges) in the autocast dtype, in the images' memory layout."""
-        device = batch["label_map"].device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-        segmap = semantic_input(batch, self.data.num_labels, self.use_instances, dtype)  # 0/1: exact in bf16
-        if batch["image"].is_contiguous(memory_format=torch.channels_last):  # the layout the loop chose
-            segmap = segmap.contiguous(memory_format=torch.channels_last)
-        return segmap
+        return one_hot_input(batch, self.data.num_labels, self.use_instances)
 
     def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
         return {k: batch[k] for k in ("label_map", "instance") if k in batch}
@@ -109,8 +91,53 @@ class SemanticFamily(GANFamily):
 
     def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
         """Rows: the label maps in colour, the real images, the generated ones."""
-        rows = [colorize_labels(inputs["label_map"], self.data.num_labels), inputs["real"], fake]
-        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+        return input_real_fake_rows(inputs, fake, self.data.num_labels)
+
+
+def build_label_map_dataset(
+    spec: str, split: str, *, crop_size: int, augment: bool, flip: bool = True, channels: int = 1, data_root: str = "",
+    aspect_ratio: float = 1.0, load_size: int = 0, preprocess: str = "auto", use_instances: str = "auto",
+    label_palette: str = "", num_labels: int = 0,
+):
+    """The label-map dataset ``spec`` names (``gauguin.data.semantic``) with the options of
+    :class:`SemanticConfig`; Fashion-MNIST silhouettes take only the crop, flip, channels and root."""
+    from ..data.semantic import build_semantic_dataset
+
+    kwargs: dict[str, Any] = {"crop_size": crop_size, "flip": flip, "augment": augment}
+    if spec.startswith("fashion"):
+        kwargs["channels"] = channels
+        if data_root:
+            kwargs["root"] = data_root
+    else:
+        kwargs["aspect_ratio"] = aspect_ratio
+        if load_size:
+            kwargs["load_size"] = load_size
+        if preprocess != "auto":
+            kwargs["preprocess"] = preprocess
+        if use_instances != "auto":
+            kwargs["use_instances"] = use_instances == "yes"
+        if spec.startswith("folder"):
+            kwargs.update(palette=label_palette or None, num_labels=num_labels or None)
+    return build_semantic_dataset(spec, split, **kwargs)
+
+
+def one_hot_input(batch: dict[str, Tensor], num_labels: int, use_instances: bool) -> Tensor:
+    """A generator's semantic input (:func:`~gauguin.nn.labels.semantic_input`) in the autocast dtype
+    (0/1 is exact in bf16) and, when the batch has images, in their memory layout (the loop's choice)."""
+    device = batch["label_map"].device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    segmap = semantic_input(batch, num_labels, use_instances, dtype)
+    if "image" in batch and batch["image"].is_contiguous(memory_format=torch.channels_last):
+        segmap = segmap.contiguous(memory_format=torch.channels_last)
+    return segmap
+
+
+def input_real_fake_rows(inputs: dict[str, Any], fake: Tensor, num_labels: int = 0) -> Tensor:
+    """The sample grid of a conditional image generator: its inputs (label maps in colour, or input
+    images), the real targets and the outputs, one row each, as RGB."""
+    first = colorize_labels(inputs["label_map"], num_labels) if "label_map" in inputs else inputs["input"]
+    rows = [first, inputs["real"], fake]
+    return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
 
 
 def paired_input(segmap: Tensor, *images: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Building blocks: layers, normalisations and blocks shared by the model families."""
 from .image_pool import ImagePool
-from .layers import MinibatchStddev
+from .layers import EqualizedConv2d, EqualizedLinear, MinibatchStddev, PixelNorm
 from .patchgan import (
     MultiscaleDiscriminator,
     NLayerDiscriminator,
@@ -16,7 +16,10 @@ from .vgg import VGG19, VGGLoss, VGGWeightsError, load_vgg19
 
 __all__ = [
     "ImagePool",
+    "EqualizedConv2d",
+    "EqualizedLinear",
     "MinibatchStddev",
+    "PixelNorm",
     "MultiscaleDiscriminator",
     "NLayerDiscriminator",
     "NoiseDropout",

@@ -40,6 +40,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda was asked for but no CUDA GPU is visible; use device=cpu or device=auto")
+    if device.type == "cuda" and device.index is None:  # plain "cuda": this rank's GPU
+        device = torch.device("cuda", local_rank)
     return device
 
 
@@ -145,43 +147,62 @@ class Trainer:
     def _optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "rmsprop":
             return torch.optim.RMSprop(module.parameters(), lr=lr)
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(module.parameters(), lr=lr)
         return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, fused=True)
 
     # ------------------------------------------------------------------ the loop
-    def next_batch(self) -> dict[str, torch.Tensor]:
-        batch = as_batch(self.dataset.get_batch(self.sampler.next_indices()))
+    def next_batch(self, size: int | None = None) -> dict[str, torch.Tensor]:
+        """The next batch of this rank: ``size`` (global) images, default ``batch_size``."""
+        count = size // self.dist.world_size if size else None
+        batch = as_batch(self.dataset.get_batch(self.sampler.next_indices(count)))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         return {k: v.contiguous(memory_format=self.memory_format) if v.dim() == 4 and v.is_floating_point() else v
                 for k, v in batch.items()}  # images (and image inputs) in the networks' layout
 
     def train_step(self, step: int) -> dict[str, float]:
-        """``d_steps_per_g_step`` discriminator updates, then one generator update; returns the losses."""
+        """One iteration: the family's ``updates(step)`` discriminator updates (default
+        ``d_steps_per_g_step``), then its generator updates (default ``g_steps_per_iteration``); the
+        first generator update reuses the last discriminator batch. Returns the losses."""
         fam, G, D = self.family, self.G, self.D
-        for _ in range(self.cfg.d_steps_per_g_step):
-            batch = self.next_batch()
+        d_steps, g_steps = fam.updates(step)
+        size = fam.batch_size(step)
+        fam.keep_fakes = d_steps == 1 and g_steps >= 1  # one G forward serves the D and the G update
+        logs: dict[str, float] = {}
+        batch = None
+        for _ in range(d_steps):
+            batch = self.next_batch(size)
             with self.autocast:
-                loss_d, logs = fam.d_loss(G, D, batch, step)
+                loss_d, logs_d = fam.d_loss(G, D, batch, step)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             average_gradients(D, self.dist)
             self.opt_d.step()
             fam.after_d_step()
-        D.requires_grad_(False)  # no wasted D weight gradients in the G step
-        with self.autocast:
-            loss_g, logs_g = fam.g_loss(G, D, batch, step)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+            logs.update(logs_d)
+        if g_steps:
+            D.requires_grad_(False)  # no wasted D weight gradients in the G step
+        for _ in range(g_steps):
+            batch = batch if batch is not None else self.next_batch(size)
+            with self.autocast:
+                loss_g, logs_g = fam.g_loss(G, D, batch, step)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            average_gradients(G, self.dist)
+            self.opt_g.step()
+            logs.update(logs_g)
+            batch = None  # a further G update takes a new batch
         D.requires_grad_(True)
-        average_gradients(G, self.dist)
-        self.opt_g.step()
-        self.sched_g.step()
-        self.sched_d.step()
+        with warnings.catch_warnings():  # pretraining phases leave one optimizer idle: not a misuse here
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.sched_g.step()
+            self.sched_d.step()
         if self.dist.enabled:  # keep BatchNorm statistics identical across ranks
             broadcast_buffers(G, self.dist)
             broadcast_buffers(D, self.dist)
-        if self.ema is not None:
+        if self.ema is not None and g_steps:
             self.ema.update(G)
-        return {**logs, **logs_g}
+        return logs
 
     def train(self) -> Path | None:
         cfg = self.cfg
@@ -191,7 +212,7 @@ class Trainer:
             logger.write(f"gauguin: training {self.family_name} on {cfg.dataset} ({len(self.dataset)} images, "
                          f"{self._data_summary()}) on {self.device} x{self.dist.world_size}, "
                          f"{self.precision}, from step {self.state.step}")
-        images_per_step = cfg.batch_size * cfg.d_steps_per_g_step
+        images_per_step = cfg.batch_size * max(cfg.d_steps_per_g_step, cfg.g_steps_per_iteration)
         logger.images_per_second(self.state.step * images_per_step)
         last_path = None
         try:
@@ -207,10 +228,11 @@ class Trainer:
                         raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
                                                  "or try precision=fp32, and resume from the last checkpoint")
                     logger.scalars(step, logs)
-                if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps):
+                milestone = self.family.milestone(step)
+                if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or milestone):
                     self.write_grid(logger, step)
                 improved = False
-                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                if milestone or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                     improved = broadcast_flag(self.evaluate(logger, step), self.dist)
                 periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
                 if periodic or improved:
@@ -296,7 +318,8 @@ class Trainer:
             self._extractor = create_extractor(self.cfg.eval_extractor, self.cfg.eval_weights or None, self.device)
             self._real_features = extract(self._extractor, real, progress=False)
         values = compute_metrics(list(self.cfg.eval_metrics), fake_set, self._extractor, self._real_features,
-                                 seed=self.cfg.seed, progress=False, segmenter=self.cfg.eval_segmenter or None)
+                                 seed=self.cfg.seed, progress=False, segmenter=self.cfg.eval_segmenter or None,
+                                 real_images=real)
         flat = {}
         for name, value in values.items():
             if isinstance(value, dict):
@@ -310,6 +333,8 @@ class Trainer:
         rng = gather_objects(capture_rng(), self.dist)  # collective: every rank takes part
         if not self.dist.is_main:
             return None
+        for model in (self.G, self.ema.model) if self.ema is not None else (self.G,):
+            self.family.prepare_sampling(model, self.dataset)
         weights = {**ckpt.module_state("generator", self.G), **ckpt.module_state("discriminator", self.D)}
         if self.ema is not None:
             self.sampling_generator()

@@ -8,8 +8,10 @@ class EpochBatchSampler:
     """Yields index batches forever; epoch ``e`` is the permutation drawn from ``seed + e``.
 
     Each rank takes every ``world_size``-th index of the permutation, so ranks see disjoint
-    data. The position (epoch, batch) is all the state there is: a resumed run continues
-    with exactly the batches an uninterrupted run would have drawn.
+    data. A batch may ask for another size than ``batch_size`` (PGGAN's per-stage batches); a
+    batch that would run past the epoch's end starts the next epoch. The position (epoch, items
+    taken in it) is all the state there is: a resumed run continues with exactly the batches an
+    uninterrupted run would have drawn.
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
@@ -21,8 +23,8 @@ class EpochBatchSampler:
             )
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.rank, self.world_size = rank, world_size
-        self.batches_per_epoch = per_rank // batch_size
-        self.epoch, self.batch = 0, 0
+        self.per_rank = per_rank
+        self.epoch, self.position = 0, 0
         self._order = None
 
     def _epoch_order(self) -> torch.Tensor:
@@ -30,18 +32,23 @@ class EpochBatchSampler:
         order = torch.randperm(self.num_items, generator=gen)
         return order[self.rank :: self.world_size]
 
-    def next_indices(self) -> torch.Tensor:
+    def next_indices(self, count: int | None = None) -> torch.Tensor:
+        """The next ``count`` indices of this rank (default ``batch_size``)."""
+        count = count or self.batch_size
+        if count > self.per_rank:
+            raise ValueError(f"a batch of {count} per rank is more than the {self.per_rank} items of a rank; "
+                             "lower the batch size or add data")
+        if self.position + count > self.per_rank:
+            self.epoch, self.position, self._order = self.epoch + 1, 0, None
         if self._order is None:
             self._order = self._epoch_order()
-        start = self.batch * self.batch_size
-        indices = self._order[start : start + self.batch_size]
-        self.batch += 1
-        if self.batch == self.batches_per_epoch:
-            self.epoch, self.batch, self._order = self.epoch + 1, 0, None
+        indices = self._order[self.position : self.position + count]
+        self.position += count
         return indices
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch}
+        return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.batch, self._order = int(state["epoch"]), int(state["batch"]), None
+        position = state["position"] if "position" in state else int(state["batch"]) * self.batch_size  # older runs
+        self.epoch, self.position, self._order = int(state["epoch"]), int(position), None
