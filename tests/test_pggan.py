@@ -116,12 +116,12 @@ def test_resume_mid_fade_is_bit_exact(tmp_path):
 def test_learning_swd_falls_between_stage_ends(tmp_path):
     """Through 4x4, 8x8 and 16x16 on real Fashion-MNIST: the sliced Wasserstein distance of samples
     to real images (logged at each stage's end, at 16 px) falls from stage to stage."""
-    cfg = tiny(tmp_path / "run", fade_images=3200, stable_images=3200, batch_size=32, fmap_max=64,
-               eval_samples=512, eval_metrics=["lswd"], log_every=50)
+    cfg = tiny(tmp_path / "run", fade_images=6400, stable_images=6400, batch_size=32, fmap_max=64,
+               eval_samples=512, eval_metrics=["lswd"], log_every=100)
     train("pggan", cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     swd = [row["swd"] for row in rows if "swd" in row]
     print(f"\npggan learning test: SWD at the stage ends {[round(s, 3) for s in swd]}; "
           f"Laplacian SWD {[round(r['lswd'], 1) for r in rows if 'lswd' in r]}")
-    assert len(swd) == 3 and swd[2] < swd[0]
+    assert len(swd) == 3 and swd[0] > swd[1] > swd[2] and swd[2] < 0.7 * swd[0]  # seed 0: 0.262, 0.236, 0.102
     assert (tmp_path / "run" / "samples" / f"step_{cfg.steps:07d}.png").is_file()
