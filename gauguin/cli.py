@@ -60,13 +60,9 @@ def _translate(args) -> int:
     if not args.input:
         raise ValueError("gauguin translate needs --labels LABEL.png (semantic models) or --input FILE|DIR "
                          "(image-to-image models)")
-    from .data.folder import IMAGE_EXTENSIONS
     from .training.images import save_png
 
-    source = Path(args.input)
-    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if source.is_dir() else [source]
-    if not files:
-        raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    files = _image_files(Path(args.input))
     out = Path(args.out)
     for path in files:
         image = loaded.read_image(path, loaded.family.input_channels)
@@ -94,11 +90,26 @@ def _translate_labels(loaded, args) -> int:
     return 0
 
 
+def _image_files(source: Path, recursive: bool = False) -> list[Path]:
+    """The images an --input names: the file itself, or the folder's image files (with ``recursive``,
+    those of its sub-folders too), sorted."""
+    from .data.folder import IMAGE_EXTENSIONS
+
+    if not source.exists():
+        raise ValueError(f"--input {source} does not exist")
+    if source.is_file():
+        return [source]
+    found = source.rglob("*") if recursive else source.iterdir()
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
 def _refine(args) -> int:
     """Refine every image under --input (sub-folders kept, so class folders keep their labels)."""
     import torch
 
-    from .data.folder import IMAGE_EXTENSIONS
     from .sampling import load_generator
     from .training.images import save_png
 
@@ -107,12 +118,7 @@ def _refine(args) -> int:
         raise ValueError(f"{args.checkpoint} is a {loaded.meta['family']} checkpoint; gauguin refine takes SimGAN "
                          "refiners (other image-to-image models: gauguin translate --input)")
     source, out = Path(args.input), Path(args.out)
-    if not source.exists():
-        raise ValueError(f"--input {source} does not exist")
-    files = ([source] if source.is_file() else
-             sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
-    if not files:
-        raise ValueError(f"{source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    files = _image_files(source, recursive=True)
     for start in range(0, len(files), 256):
         chunk = files[start : start + 256]
         images = [loaded.read_image(path, loaded.family.input_channels) for path in chunk]

@@ -65,11 +65,6 @@ def distinguishability(real: Tensor, other: Tensor, epochs: int, seed: int) -> f
     return classifier_accuracy(model, test_x, train_y)
 
 
-@torch.no_grad()
-def refine_all(refiner: torch.nn.Module, images: Tensor, device: torch.device, batch: int = 500) -> Tensor:
-    return torch.cat([refiner(images[i : i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)])
-
-
 def simgan_tstr(checkpoint: str | Path | None = None, out_dir: str | Path = "runs/simgan_tstr",
                 overrides: dict | None = None, classifier_epochs: int = 3, turing_images: int = 10_000,
                 images: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
@@ -94,7 +89,7 @@ def simgan_tstr(checkpoint: str | Path | None = None, out_dir: str | Path = "run
                                  seed=cfg.seed)
     count = min(images or len(data), len(data))
     synthetic, labels = data.synthetic_batch(torch.arange(count))
-    refined = refine_all(loaded.generator, synthetic, loaded.device)
+    refined = torch.cat([loaded.translate_images(synthetic[i : i + 500]) for i in range(0, count, 500)])
     real_train = FashionMNIST("train", root=cfg.data_root or None, image_size=cfg.image_size, channels=cfg.channels)
     real_images, real_labels = real_train.get_batch(torch.arange(len(data), len(data) + count))  # the real half
     test_images, test_labels = FashionMNIST("test", root=cfg.data_root or None, image_size=cfg.image_size,

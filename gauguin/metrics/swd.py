@@ -7,12 +7,14 @@ import torch
 
 
 @torch.no_grad()
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int = 256, seed: int = 0) -> float:
-    """SWD between ``a`` and ``b`` (``[N, ...]`` each, same N), flattened to vectors, in the inputs' units."""
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int = 256, seed: int = 0,
+                       generator: torch.Generator | None = None) -> float:
+    """SWD between ``a`` and ``b`` (``[N, ...]`` each, same N), flattened to vectors, in the inputs' units;
+    the directions come from ``generator`` if given, else from a generator seeded with ``seed``."""
     if a.shape != b.shape:
         raise ValueError(f"sliced_wasserstein needs two sets of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = a.flatten(1).float().cpu(), b.flatten(1).float().cpu()
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     dirs = torch.randn(a.shape[1], directions, generator=gen)
     dirs /= dirs.norm(dim=0, keepdim=True)
     pa, _ = (a @ dirs).sort(dim=0)
@@ -71,15 +73,8 @@ def laplacian_swd(real: torch.Tensor, fake: torch.Tensor, patch: int = 7, patche
         stacked = torch.cat(descriptors)
         mean, std = stacked.mean(dim=(0, 1)), stacked.std(dim=(0, 1)).clamp(min=1e-8)
         a, b = ((d - mean) / std for d in descriptors)
-        a, b = a.flatten(1), b.flatten(1)
         count = min(len(a), len(b))
-        total = 0.0
-        for _ in range(repeats):
-            dirs = torch.randn(a.shape[1], directions, generator=gen)
-            dirs /= dirs.norm(dim=0, keepdim=True)
-            pa, _ = (a[:count] @ dirs).sort(dim=0)
-            pb, _ = (b[:count] @ dirs).sort(dim=0)
-            total += (pa - pb).abs().mean().item()
+        total = sum(sliced_wasserstein(a[:count], b[:count], directions, generator=gen) for _ in range(repeats))
         results[f"lswd{real_level.shape[-1]}"] = 1000.0 * total / repeats
     results["lswd"] = sum(results.values()) / len(results)
     return results

@@ -55,6 +55,11 @@ class DataInfo:
         return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
 
 
+def grid_rows(*rows: torch.Tensor) -> torch.Tensor:
+    """Rows of a sample grid stacked into one batch of RGB images (grey rows repeated to 3 channels)."""
+    return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+
+
 def dataset_options(cfg: TrainConfig, split: str, **fashion_options: Any) -> dict[str, Any]:
     """Constructor options of an image-to-image dataset named by ``cfg.dataset``: crop size; for the
     Fashion-MNIST defaults their ``fashion_options``, channels and root; for folders augmentation on

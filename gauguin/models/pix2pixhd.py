@@ -136,9 +136,10 @@ class Pix2PixHD(SemanticFamily):
         device, was_training = G.feature_centers.device, G.training
         G.eval()
         labels, vectors = [], []
+        count = min(self.cfg.cluster_images, len(dataset))
         with torch.random.fork_rng(devices=[]):  # augmentation draws leave the training RNG alone
-            for start in range(0, min(self.cfg.cluster_images, len(dataset)), 32):
-                batch = dataset.get_batch(torch.arange(start, min(start + 32, self.cfg.cluster_images, len(dataset))))
+            for start in range(0, count, 32):
+                batch = dataset.get_batch(torch.arange(start, min(start + 32, count)))
                 label_map = batch["label_map"].to(device)
                 means, segment = instance_means(G.encoder.pixel_features(batch["image"].to(device)),
                                                 batch.get("instance", batch["label_map"]).to(device))

@@ -12,7 +12,7 @@ from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.labels import colorize_labels, semantic_input
 from ..nn.vgg import VGGLoss, load_vgg19
-from .base import Batch, DataInfo, GANFamily
+from .base import Batch, DataInfo, GANFamily, grid_rows
 
 
 @dataclasses.dataclass
@@ -136,8 +136,7 @@ def input_real_fake_rows(inputs: dict[str, Any], fake: Tensor, num_labels: int =
     """The sample grid of a conditional image generator: its inputs (label maps in colour, or input
     images), the real targets and the outputs, one row each, as RGB."""
     first = colorize_labels(inputs["label_map"], num_labels) if "label_map" in inputs else inputs["input"]
-    rows = [first, inputs["real"], fake]
-    return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+    return grid_rows(first, inputs["real"], fake)
 
 
 def paired_input(segmap: Tensor, *images: Tensor) -> Tensor:

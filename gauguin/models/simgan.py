@@ -22,7 +22,7 @@ from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.image_pool import HistoryBuffer
 from ..nn.resnet_generator import ResnetBlock
-from .base import Batch, DataInfo, GANFamily, Logs
+from .base import Batch, DataInfo, GANFamily, Logs, grid_rows
 
 
 @dataclasses.dataclass
@@ -152,8 +152,7 @@ class SimGAN(GANFamily):
 
     def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
         """Rows: synthetic images, their refinements, real images (not paired)."""
-        rows = [inputs["synthetic"], fake, inputs["real"]]
-        return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+        return grid_rows(inputs["synthetic"], fake, inputs["real"])
 
     def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
         return G(inputs["synthetic"])
