@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/spade.py --quick
 	$(BIN)/python bench/image_to_image.py --quick
 	$(BIN)/python bench/pggan.py --quick
+	$(BIN)/python bench/serve.py --quick
 
 clean:
 	rm -rf $(VENV) runs

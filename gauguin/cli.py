@@ -8,6 +8,8 @@
     gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
     gauguin experiment simgan-tstr [--checkpoint runs/simgan] --out runs/simgan_tstr
     gauguin info runs/dcgan
+    gauguin export runs/spade --format onnx|safetensors [--out DIR] [--opset 18] [--no-check]
+    gauguin paint [runs/spade | exported/] [--port 7860] [--backend onnx|torch]
 """
 from __future__ import annotations
 
@@ -196,6 +198,34 @@ def _info(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .serve.export import OPSET, export, format_report
+
+    description = export(args.checkpoint, args.out, args.format, opset=args.opset or OPSET, check=not args.no_check,
+                         device=args.device, quantize=args.quantize)
+    print(format_report(description, args.out))
+    return 0
+
+
+def _paint(args) -> int:
+    from .serve.app import Limits, PaintServer
+    from .serve.engine import Engine
+    from .serve.paint_models import load_backend
+
+    backend = load_backend(args.checkpoint, args.backend, args.precision, args.threads)
+    server = PaintServer(Engine(backend, max_batch=args.max_batch), args.host, args.port,
+                         Limits(max_request_bytes=args.max_request_mb << 20), log_level="info")
+    info = backend.info
+    print(f"gauguin paint: {info.family} {info.image_size[1]}x{info.image_size[0]}, {info.num_labels} labels, "
+          f"{type(backend).__name__} {backend.precision} — open {server.url} (Ctrl+C stops)")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    server.serve_forever()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import FAMILIES
 
@@ -283,6 +313,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_info)
+
+    p = sub.add_parser("export", help="export a generator for serving: ONNX graphs or safetensors, plus model.json",
+                       description="ONNX graphs checked against PyTorch on onnxruntime, or the generator's weights "
+                                   "as safetensors; model.json describes inputs, outputs, labels and the source.")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--format", choices=["onnx", "safetensors"], default="onnx")
+    p.add_argument("--out", default="exported", help="output folder")
+    p.add_argument("--opset", type=int, help="ONNX opset version (default 18)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    p.add_argument("--quantize", choices=["int8"], help="onnx: also write generator_int8.onnx (static int8, "
+                                                        "calibrated on the training data, PSNR vs fp32 measured)")
+    p.add_argument("--device", default="cpu", help="where the checkpoint is loaded and traced")
+    p.set_defaults(run=_export)
+
+    p = sub.add_parser("paint", help="the GauGAN-style painter: a web page to paint label maps and see images",
+                       description="Serves the paint page and its JSON API (/api/generate, /api/labels, /api/health, "
+                                   "OpenAPI at /docs). Without a checkpoint: the default model (SPADE on "
+                                   "Fashion-MNIST silhouettes), trained once and cached.")
+    p.add_argument("checkpoint", nargs="?", help="a SPADE / pix2pixHD / pix2pix (input=labels) checkpoint or run "
+                                                 "folder, or a folder written by `gauguin export`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                   help="onnx: onnxruntime on the exported graph (the checkpoint is exported once and cached); "
+                        "torch: PyTorch on the checkpoint")
+    p.add_argument("--precision", choices=["auto", "fp32", "int8", "bf16"], default="auto",
+                   help="onnx: int8 (the quantized graph), fp32, or auto = int8 where its quality was checked at "
+                        "export; torch: fp32 or bf16 autocast (auto = fp32)")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: one per core)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests batched into one forward pass at most")
+    p.add_argument("--max-request-mb", type=int, default=8, help="largest request body accepted")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(run=_paint)
     return parser
 
 

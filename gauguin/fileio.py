@@ -62,6 +62,23 @@ def save_safetensors_atomic(state: dict[str, Tensor], path: Path, metadata: dict
         Path(tmp).unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``: a
+    failed or interrupted write never leaves a half file over a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def load_weights_file(path: Path, model: torch.nn.Module, kind: str, fmt: str, version: int, fix: str,
                       error: type[WeightsFileError] = WeightsFileError) -> dict[str, str]:
     """Load the safetensors file ``path`` (metadata ``format`` = ``fmt``, ``architecture_version`` =

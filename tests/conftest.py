@@ -1,4 +1,6 @@
 """Shared test helpers."""
+import pytest
+
 from gauguin.models.dcgan import DCGANConfig
 
 
@@ -8,3 +10,18 @@ def tiny_config(out_dir, **overrides) -> DCGANConfig:
                   sample_every=2, checkpoint_every=2, eval_every=2, progress=False, out_dir=str(out_dir))
     values.update(overrides)
     return DCGANConfig.from_dict(values)
+
+
+@pytest.fixture(scope="session")
+def paint_checkpoint(tmp_path_factory):
+    """A tiny SPADE with a style encoder on Fashion-MNIST silhouettes (32 px, 11 labels), 20 steps:
+    enough for a checkpoint whose output depends on the label map, for the paint server's tests."""
+    from gauguin.models.spade import SPADEConfig
+    from gauguin.training import train
+
+    out = tmp_path_factory.mktemp("paint_spade")
+    cfg = SPADEConfig.from_dict(dict(
+        dataset="fashion-mnist", image_size=32, channels=1, ngf=8, ndf=8, use_vae=True, encoder_input_size=128,
+        batch_size=8, steps=20, log_every=10, sample_every=20, checkpoint_every=20, eval_every=0, progress=False,
+        out_dir=str(out)))
+    return train("spade", cfg)

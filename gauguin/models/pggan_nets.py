@@ -77,7 +77,8 @@ class PGGenerator(GrowingNetwork):
     def forward(self, z: Tensor) -> Tensor:
         """Images at the current stage's resolution, ``[B, channels, 4·2^(stage−1), ...]``."""
         stage, alpha = self.growth()
-        x = self._act(self.dense(self.norm(z)).view(len(z), self.nf[1], 4, 4))
+        # z.shape[0], not len(z): an exported graph keeps its batch axis dynamic
+        x = self._act(self.dense(self.norm(z)).view(z.shape[0], self.nf[1], 4, 4))
         x = self._act(self.conv(x))
         previous = x
         for conv_a, conv_b in self.blocks[: stage - 1]:

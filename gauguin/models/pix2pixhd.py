@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError
-from ..nn.labels import semantic_input
+from ..nn.labels import is_exporting, semantic_input
 from .base import Batch, DataInfo, Logs
 from .pix2pixhd_nets import InstanceFeatureEncoder, build_pix2pixhd_networks, instance_means
 from .semantic import SemanticConfig, SemanticFamily, paired_input
@@ -186,9 +186,10 @@ class Pix2PixHD(SemanticFamily):
 
 def sampled_features(G: Pix2PixHDModel, label_map: Tensor, draw: Tensor | None) -> Tensor:
     """Feature maps [B, C, H, W] whose pixels of label l hold centre ⌊draw[b, l] · count_l⌋ of l."""
-    b, (h, w) = len(label_map), label_map.shape[-2:]
+    b, (h, w) = label_map.shape[0], label_map.shape[-2:]  # shape[0], not len(): a traced batch stays dynamic
     channels = G.feature_centers.shape[-1]
-    if draw is None or not bool(G.feature_center_counts.any()):
+    if draw is None or (not is_exporting() and not bool(G.feature_center_counts.any())):  # no data-dependent
+        # shortcut while exporting
         return G.feature_centers.new_zeros(b, channels, h, w)
     counts = G.feature_center_counts
     index = (draw.to(counts.device) * counts).long().clamp(max=(counts - 1).clamp(min=0))  # [B, labels]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+
+def is_exporting() -> bool:
+    """Whether an ONNX / torch.export trace is running: data-dependent checks (reading tensor values
+    into Python) cannot be traced, so they are skipped then (the graph gets valid ids from its caller)."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def one_hot_labels(label_map: Tensor, num_labels: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -18,7 +25,7 @@ def one_hot_labels(label_map: Tensor, num_labels: int, dtype: torch.dtype = torc
     if num_labels < 1:
         raise ValueError(f"num_labels must be positive, got {num_labels}")
     label_map = label_map.long()
-    if label_map.numel():
+    if label_map.numel() and not is_exporting():
         low, high = int(label_map.min()), int(label_map.max())
         if low < 0 or high >= num_labels:
             raise ValueError(
@@ -34,14 +41,12 @@ def instance_edges(instance: Tensor) -> Tensor:
     pixels of every horizontally or vertically adjacent pair with different ids, else 0."""
     if instance.ndim != 3:
         raise ValueError(f"instance must be [B, H, W], got shape {tuple(instance.shape)}")
-    edges = torch.zeros(instance.shape, dtype=torch.bool, device=instance.device)
-    horizontal = instance[:, :, 1:] != instance[:, :, :-1]  # pixel vs its right neighbour
-    edges[:, :, 1:] |= horizontal
-    edges[:, :, :-1] |= horizontal
-    vertical = instance[:, 1:, :] != instance[:, :-1, :]  # pixel vs its lower neighbour
-    edges[:, 1:, :] |= vertical
-    edges[:, :-1, :] |= vertical
-    return edges.unsqueeze(1).float()
+    # built from zero-padded shifts, not in-place slice writes, so that it also exports to ONNX
+    horizontal = (instance[:, :, 1:] != instance[:, :, :-1]).float()  # pixel vs its right neighbour
+    vertical = (instance[:, 1:, :] != instance[:, :-1, :]).float()  # pixel vs its lower neighbour
+    touching = (F.pad(horizontal, (1, 0)) + F.pad(horizontal, (0, 1))
+                + F.pad(vertical, (0, 0, 1, 0)) + F.pad(vertical, (0, 0, 0, 1)))
+    return (touching > 0).unsqueeze(1).float()
 
 
 def semantic_input(

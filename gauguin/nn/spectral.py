@@ -12,6 +12,8 @@ parameters; a state dict holds ``weight``, ``bias`` and the ``weight_u`` / ``wei
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -132,3 +134,35 @@ class SpectralNormConv2d(nn.Conv2d):
 def spectral_conv(spectral: bool, *args, **kwargs) -> nn.Conv2d:
     """A spectral-normed conv when ``spectral``, else a plain ``nn.Conv2d`` (same arguments)."""
     return SpectralNormConv2d(*args, **kwargs) if spectral else nn.Conv2d(*args, **kwargs)
+
+
+@torch.no_grad()
+def fold_spectral_norm(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` with every :class:`SpectralNormConv2d` replaced by a plain ``nn.Conv2d``
+    whose weight is W / σ(W) with the stored u, v: what the eval-mode forward computes, as fixed
+    weights (no power iteration, no ``weight_u`` / ``weight_v`` buffers), for export and inference.
+    ``module`` itself is left unchanged; a module without spectral norm comes back as a plain copy."""
+    folded = copy.deepcopy(module)
+    if isinstance(folded, SpectralNormConv2d):
+        return _plain_conv(folded)
+    for child in list(folded.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, SpectralNormConv2d):
+                setattr(child, attr, _plain_conv(sub))
+    return folded
+
+
+def _plain_conv(layer: SpectralNormConv2d) -> nn.Conv2d:
+    """The ``nn.Conv2d`` equal to ``layer``'s eval forward (σ from the stored u, v, in float32)."""
+    was_training = layer.training
+    layer.eval()  # σ without a power-iteration step, as at inference
+    sigma = layer.sigma()
+    layer.train(was_training)
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                     layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode,
+                     device=layer.weight.device, dtype=layer.weight.dtype)
+    conv.weight.copy_((layer.weight.float() / sigma).to(layer.weight.dtype))
+    if layer.bias is not None:
+        conv.bias.copy_(layer.bias)
+    conv.train(was_training)
+    return conv

@@ -1,0 +1,1 @@
+"""Serving trained generators: export them (``gauguin export``) and run them without PyTorch."""

@@ -1,0 +1,195 @@
+"""The paint server: FastAPI app with a JSON/HTTP API and the paint page, run by uvicorn.
+
+    GET  /                the paint page (static files under /static, no build step)
+    GET  /api/health      liveness, model, queue length, requests served
+    GET  /api/labels      label names and colours, image size, style options
+    POST /api/generate    {"label_map": PNG (base64), "seed": int, "style_image": PNG/JPEG (base64)} → PNG
+
+Every bad request gets a 4xx JSON ``{"detail": "..."}`` that says what was wrong and what to send
+instead; the engine's worker is never touched by a request that fails validation.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+import threading
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from .engine import Engine, EngineBusy, RequestError, decode_label_map, decode_style_image, to_png
+
+STATIC = Path(__file__).parent / "static"
+
+
+class GenerateRequest(BaseModel):
+    label_map: str = Field(description="the label map as a PNG, base64 (a data: URL is accepted): 8-bit grey or "
+                                       "palette pixels are label ids, RGB pixels are the labels' colours")
+    seed: int = Field(0, ge=0, lt=2**63, description="the random style (models with a style code)")
+    style_image: str | None = Field(None, description="an image whose style to copy, base64 (models with a "
+                                                      "style encoder); overrides seed")
+
+
+class Limits(BaseModel):
+    max_request_bytes: int = 8 << 20
+    max_pixels: int = 2048 * 2048
+
+
+def _b64(text: str, what: str) -> bytes:
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise RequestError(f"{what} is not valid base64 ({err})", 400) from err
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read into memory."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over the server's limit of {self.limit} bytes; send a "
+                                           "smaller label map (the model needs only its own size)"}, 413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
+    limits = limits or Limits()
+    app = FastAPI(title="gauguin paint", version="1", description=__doc__,
+                  openapi_tags=[{"name": "paint", "description": "label maps in, images out"}])
+    info = engine.info
+    started = time.time()
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, err: RequestError):
+        return JSONResponse({"detail": str(err)}, err.status)
+
+    @app.exception_handler(EngineBusy)
+    async def busy(request: Request, err: EngineBusy):
+        return JSONResponse({"detail": str(err)}, 503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        problems = "; ".join(
+            f"body is not valid JSON ({e['ctx'].get('error', 'decode error')} at character {e['loc'][-1]})"
+            if e["type"] == "json_invalid" else f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+            for e in err.errors())
+        return JSONResponse({"detail": f"malformed request ({problems}); send JSON like "
+                                       '{"label_map": "<base64 PNG>", "seed": 0}'}, 400)
+
+    @app.get("/api/health", tags=["paint"])
+    def health() -> dict:
+        return {"status": "ok", "family": info.family, "image_size": list(info.image_size),
+                "waiting": engine.waiting, "served": engine.served, "uptime_s": round(time.time() - started, 1)}
+
+    @app.get("/api/labels", tags=["paint"])
+    def labels() -> dict:
+        return info.to_dict()
+
+    @app.post("/api/generate", tags=["paint"], response_class=Response,
+              responses={200: {"content": {"image/png": {}}, "description": "the generated image"},
+                         400: {"description": "malformed JSON or base64"}, 413: {"description": "too large"},
+                         415: {"description": "not a PNG, or a PNG mode that holds no label ids"},
+                         422: {"description": "label ids out of range, or a style the model cannot take"},
+                         503: {"description": "queue full, retry"}})
+    def generate(body: GenerateRequest) -> Response:
+        start = time.perf_counter()
+        label_map = decode_label_map(_b64(body.label_map, "label_map"), info, limits.max_pixels)
+        style = None
+        if body.style_image:
+            if not info.style_image:
+                raise RequestError("this model has no style encoder: send a seed instead of a style_image")
+            style = decode_style_image(_b64(body.style_image, "style_image"), info, limits.max_pixels)
+        image = engine.generate(label_map, body.seed, style)
+        return Response(to_png(image), media_type="image/png",
+                        headers={"X-Gauguin-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.1f}"})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # Starlette refuses paths outside it
+    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    return app
+
+
+class PaintServer:
+    """uvicorn serving :func:`create_app` in a background thread (tests, benches) or the foreground (CLI)."""
+
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0, limits: Limits | None = None,
+                 log_level: str = "warning"):
+        import uvicorn
+
+        self.engine = engine
+        self.app = create_app(engine, limits)
+        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))  # bound here, so port 0 gives a free port known before start
+        self.host, self.port = host, self.socket.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level=log_level, access_log=False))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def start(self) -> "PaintServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="gauguin-paint-server", daemon=True)
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the paint server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.socket.close()
+        self.engine.close()
+
+    def __enter__(self) -> "PaintServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,384 @@
+"""Inference engine of the paint server: a label map (and a style) in, an image out.
+
+Two backends with one interface: :class:`OnnxBackend` runs an export folder (``gauguin export``) with
+onnxruntime, the server's default; :class:`TorchBackend` runs a gauguin checkpoint with PyTorch
+(for models or inputs the export does not cover). :class:`Engine` puts one worker thread in front
+of a backend: requests wait in a bounded queue (a full queue is refused at once, never stalls the
+server), and requests that arrive while a batch runs are stacked into the next batch.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+MODEL_JSON = "model.json"  # written by gauguin.serve.export next to the .onnx files
+
+
+class RequestError(ValueError):
+    """A request the model cannot take (bad label ids, wrong image); the server answers 4xx."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+class EngineBusy(RuntimeError):
+    """The request queue is full; the server answers 503 and the client retries later."""
+
+
+@dataclass(frozen=True)
+class Label:
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass
+class ModelInfo:
+    """What a client needs to paint for a model, and what the engine must feed it."""
+
+    family: str
+    labels: list[Label]
+    image_size: tuple[int, int]  # (H, W) of the generator's input and output
+    channels: int
+    inputs: list[str]  # the generator's input names: label_map, instance, z, feature_draw
+    z_dim: int = 0  # > 0: random styles from a seed
+    style_image: bool = False  # a style encoder: the style of an uploaded image
+    source: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "image_size": list(self.image_size), "channels": self.channels,
+                "labels": [{"id": label.id, "name": label.name, "color": list(label.color)} for label in self.labels],
+                "style": {"seed": self.z_dim > 0 or "feature_draw" in self.inputs, "image": self.style_image}}
+
+
+def default_colors(num_labels: int) -> list[tuple[int, int, int]]:
+    """gauguin's fixed label colours (the sample grids' colours) for models whose data has no palette."""
+    from ..nn.labels import label_palette
+
+    return [tuple(int(c) for c in row) for row in label_palette(num_labels).tolist()]
+
+
+def model_info_from_meta(meta: dict, inputs: list[str], z_dim: int, style_image: bool, source: str) -> ModelInfo:
+    """ModelInfo of a checkpoint's meta (``meta.json`` / the export's ``model.json``)."""
+    data = meta.get("data") or meta
+    num_labels = int(data.get("num_labels") or 0)
+    if num_labels < 1 or "label_map" not in inputs:
+        raise ValueError(f"{source} is a {meta.get('family')} model: it takes no label maps, so there is "
+                         "nothing to paint (the painter needs SPADE, pix2pixHD or pix2pix with input=labels)")
+    names = list(data.get("label_names") or []) or [f"label {i}" for i in range(num_labels)]
+    palette = data.get("palette") or {}
+    raw_ids = data.get("raw_to_index") or []
+    colors = default_colors(num_labels)
+    for raw, index in enumerate(raw_ids):  # a dataset palette is keyed by raw file ids
+        if index >= 0 and str(raw) in palette:
+            colors[index] = tuple(int(c) for c in palette[str(raw)])
+    labels = [Label(i, names[i] if i < len(names) else f"label {i}", colors[i]) for i in range(num_labels)]
+    size = data.get("image_size") or meta.get("image_size")
+    return ModelInfo(family=meta.get("family", "?"), labels=labels, image_size=(int(size[0]), int(size[1])),
+                     channels=int(data.get("channels", 3)), inputs=list(inputs), z_dim=z_dim,
+                     style_image=style_image, source=source)
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Images ``[N, C, H, W]`` float32 in [-1, 1] for named inputs with batch axis N."""
+
+    def encode(self, style: np.ndarray) -> np.ndarray:
+        """Style codes ``[N, z_dim]`` of images ``[N, C, H, W]`` in [-1, 1]."""
+
+
+def session_options(threads: int | None = None):
+    """onnxruntime options: every graph optimisation, one intra-op thread per core."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    return options
+
+
+class OnnxBackend:
+    """An export folder (``model.json`` + ``generator.onnx`` [+ ``style_encoder.onnx``]) on onnxruntime.
+
+    ``precision``: "fp32" runs ``generator.onnx``; "int8" ``generator_int8.onnx`` (``gauguin export
+    --quantize int8``); "auto" the int8 graph where the export measured its quality good enough
+    (PSNR vs fp32 >= 30 dB), else fp32.
+    """
+
+    def __init__(self, folder: str | Path, threads: int | None = None, precision: str = "auto"):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        meta_path = self.folder / MODEL_JSON
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.folder} holds no {MODEL_JSON}: pass a folder written by "
+                                    "`gauguin export CHECKPOINT --format onnx --out DIR`, or a gauguin checkpoint")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{meta_path} is not readable JSON ({err}); export the checkpoint again") from err
+        graphs = meta.get("graphs") or {}
+        if "generator.onnx" not in graphs:
+            raise ValueError(f"{meta_path} lists no generator.onnx (a safetensors export?); export with --format onnx")
+        int8 = graphs.get("generator_int8.onnx", {}).get("quantization")
+        if precision == "int8" and int8 is None:
+            raise ValueError(f"{self.folder} has no int8 graph: export with `gauguin export CHECKPOINT --quantize int8`")
+        if precision == "int8" or (precision == "auto" and int8 is not None and int8["passed"]):
+            self.precision, file = "int8", "generator_int8.onnx"
+        elif precision in ("auto", "fp32"):
+            self.precision, file = "fp32", "generator.onnx"
+        else:
+            raise ValueError(f"onnxruntime runs precision fp32, int8 or auto, not {precision!r}")
+        options = session_options(threads)
+        providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(self.folder / file), options, providers=providers)
+        self.encoder = None
+        if "style_encoder.onnx" in graphs:
+            self.encoder = ort.InferenceSession(str(self.folder / "style_encoder.onnx"), options, providers=providers)
+        inputs = [i.name for i in self.session.get_inputs()]
+        z_dim = next((int(i.shape[1]) for i in self.session.get_inputs() if i.name == "z"), 0)
+        self.info = model_info_from_meta(meta.get("meta", meta), inputs, z_dim, self.encoder is not None,
+                                         str(self.folder))
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(["image"], inputs)[0]
+
+    def encode(self, style: np.ndarray) -> np.ndarray:
+        return self.encoder.run(["mu"], {"style": style})[0]
+
+
+class TorchBackend:
+    """A gauguin checkpoint on PyTorch; ``precision`` ``bf16`` runs under bfloat16 autocast."""
+
+    def __init__(self, checkpoint: str | Path, precision: str = "fp32", device: str = "cpu"):
+        import torch
+
+        from ..sampling import load_generator
+
+        self.loaded = load_generator(checkpoint, device)
+        self.precision = precision
+        family = self.loaded.family
+        probe = {"label_map": torch.zeros(1, 1, 1, dtype=torch.long)}
+        probe["instance"] = probe["label_map"]
+        inputs = list(family.inputs_like(probe, torch.Generator())) if self.loaded.data.num_labels else []
+        z_dim = int(getattr(family.cfg, "z_dim", 0)) if "z" in inputs else 0
+        encoder = getattr(self.loaded.generator, "encoder", None) is not None and family.name == "spade"
+        self.info = model_info_from_meta(self.loaded.meta, inputs, z_dim, encoder, str(self.loaded.folder))
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.loaded.device.type, torch.bfloat16, enabled=self.precision == "bf16")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        tensors = {k: torch.from_numpy(v).to(self.loaded.device) for k, v in inputs.items()}
+        with torch.inference_mode(), self._autocast():
+            return self.loaded.family.generate(self.loaded.generator, tensors).float().cpu().numpy()
+
+    def encode(self, style: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            mu, _ = self.loaded.generator.encode(torch.from_numpy(style).to(self.loaded.device))
+        return mu.float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------- request decoding
+def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An id map at ``size`` by nearest neighbour (pixel centres, as PyTorch's ``nearest-exact``)."""
+    h, w = ids.shape
+    if (h, w) == tuple(size):
+        return ids
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
+    return ids[rows[:, None], cols[None, :]]
+
+
+def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
+    """A decoded image of at most ``max_pixels``, checked before its pixels are decoded."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Exception as err:  # PIL raises several types for undecodable bytes
+        raise RequestError(f"{what} is not a readable image ({type(err).__name__}); send a PNG", 415) from err
+    if image.width * image.height > max_pixels:
+        raise RequestError(f"{what} is {image.width}x{image.height}: more than the server's limit of "
+                           f"{max_pixels} pixels", 413)
+    try:
+        image.load()
+    except Exception as err:
+        raise RequestError(f"{what} is a truncated or corrupt image ({err})", 415) from err
+    return image
+
+
+def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
+    """Label ids ``[H, W]`` at the model's size from a PNG: 8-bit grey or palette-mode pixels are the ids,
+    RGB pixels are the labels' colours (``/api/labels``)."""
+    image = open_png(data, "label_map", max_pixels)
+    if image.format != "PNG":
+        raise RequestError(f"label_map is a {image.format} image; send a PNG (lossy formats change the ids)", 415)
+    if image.mode in ("L", "P"):
+        ids = np.asarray(image, dtype=np.int64)
+    elif image.mode in ("RGB", "RGBA"):
+        ids = colors_to_label_ids(np.asarray(image.convert("RGB")), info)
+    else:
+        raise RequestError(f"label_map has PNG mode {image.mode}; send 8-bit grey (L) or palette (P) pixels holding "
+                           "label ids, or RGB pixels in the labels' colours", 415)
+    high = int(ids.max())
+    if high >= info.num_labels:
+        bad = np.unique(ids[ids >= info.num_labels])[:8].tolist()
+        raise RequestError(f"label_map holds label id(s) {bad}; this model has labels 0..{info.num_labels - 1} "
+                           "(GET /api/labels)")
+    return resize_ids(ids, info.image_size)
+
+
+def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    table = {(r << 16) | (g << 8) | b: label.id for label in info.labels for r, g, b in [label.color]}
+    unique, inverse = np.unique(codes, return_inverse=True)
+    unknown = [int(c) for c in unique if int(c) not in table]
+    if unknown:
+        shown = [f"#{c:06x}" for c in unknown[:5]]
+        raise RequestError(f"label_map has colour(s) {shown} that are no label's colour (GET /api/labels)")
+    return np.array([table[int(c)] for c in unique], dtype=np.int64)[inverse].reshape(codes.shape)
+
+
+def decode_style_image(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
+    """A style photo as ``[C, H, W]`` float32 in [-1, 1] at the model's size (bicubic)."""
+    image = open_png(data, "style_image", max_pixels).convert("L" if info.channels == 1 else "RGB")
+    pixels = np.asarray(image.resize(info.image_size[::-1], resample=Image.BICUBIC), dtype=np.float32)
+    pixels = pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1)
+    return pixels / 127.5 - 1.0
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """``[C, H, W]`` in [-1, 1] → PNG bytes (grey or RGB)."""
+    pixels = np.clip((image + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    out = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- the engine
+@dataclass
+class _Request:
+    label_map: np.ndarray
+    seed: int
+    style: np.ndarray | None
+    future: Future = field(default_factory=Future)
+
+
+class Engine:
+    """Thread-safe front of a backend: ``generate`` may be called from any number of threads.
+
+    One worker thread owns the backend. Requests wait in a queue of ``queue_size``; a full queue
+    raises :class:`EngineBusy` at once. The worker takes every waiting request (up to ``max_batch``)
+    into one batch, so concurrent clients share a forward pass.
+    """
+
+    def __init__(self, backend: Backend, max_batch: int = 8, queue_size: int = 64, timeout_s: float = 60.0):
+        self.backend = backend
+        self.info = backend.info
+        self.max_batch = max_batch
+        self.timeout_s = timeout_s
+        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=queue_size)
+        self.served = 0
+        self.batches = 0
+        self._worker = threading.Thread(target=self._work, name="gauguin-engine", daemon=True)
+        self._worker.start()
+
+    def inputs(self, label_maps: np.ndarray, seeds: list[int], styles: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The generator's named inputs for a batch: ids, and the style drawn from each seed (or the
+        encoder's code of each style image)."""
+        feeds: dict[str, np.ndarray] = {}
+        for name in self.info.inputs:
+            if name in ("label_map", "instance"):  # a painted region is one instance
+                feeds[name] = label_maps
+            elif name == "z":
+                feeds[name] = np.stack([np.random.default_rng(s).standard_normal(self.info.z_dim, dtype=np.float32)
+                                        for s in seeds])
+            elif name == "feature_draw":
+                feeds[name] = np.stack([np.random.default_rng(s).random(self.info.num_labels, dtype=np.float32)
+                                        for s in seeds])
+            else:
+                raise ValueError(f"{self.info.source}: the engine cannot feed the generator input {name!r}")
+        if styles is not None:
+            feeds["z"] = self.backend.encode(styles).astype(np.float32)
+        return feeds
+
+    def submit(self, label_map: np.ndarray, seed: int = 0, style: np.ndarray | None = None) -> Future:
+        """Queue one request: ``label_map`` ids ``[H, W]`` at the model's size; the future gives ``[C, H, W]``."""
+        if tuple(label_map.shape) != self.info.image_size:
+            raise RequestError(f"label map is {label_map.shape}, the model needs {self.info.image_size}")
+        if style is not None and not self.info.style_image:
+            raise RequestError("this model has no style encoder: it takes a seed, not a style image")
+        request = _Request(label_map.astype(np.int64, copy=False), int(seed), style)
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            raise EngineBusy(f"{self._queue.maxsize} requests are waiting; try again shortly") from None
+        return request.future
+
+    def generate(self, label_map: np.ndarray, seed: int = 0, style: np.ndarray | None = None) -> np.ndarray:
+        return self.submit(label_map, seed, style).result(self.timeout_s)
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join(timeout=self.timeout_s)
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            # requests with a style image and requests with a seed go in separate passes
+            for group in ([r for r in batch if r.style is None], [r for r in batch if r.style is not None]):
+                if group:
+                    self._run(group)
+
+    def _run(self, group: list[_Request]) -> None:
+        try:
+            styles = np.stack([r.style for r in group]) if group[0].style is not None else None
+            feeds = self.inputs(np.stack([r.label_map for r in group]), [r.seed for r in group], styles)
+            images = self.backend.run(feeds)
+        except Exception as err:  # the worker never dies: each caller gets the error
+            for request in group:
+                request.future.set_exception(err)
+            return
+        self.batches += 1
+        self.served += len(group)
+        for request, image in zip(group, images):
+            request.future.set_result(image)

@@ -1,0 +1,477 @@
+"""``gauguin export``: a trained generator as ONNX graphs (or a safetensors state dict) plus
+``model.json``, everything a server needs to run it without PyTorch or gauguin (issue 9).
+
+The contract a serving engine relies on:
+
+* ``generator.onnx`` takes the inputs ``family.generate(G, inputs)`` takes, by the same names: DCGAN
+  and PGGAN ``z`` [N, z_dim] float32 (+ ``labels`` [N] int64 when class-conditional); SPADE,
+  pix2pixHD and pix2pix on labels ``label_map`` [N, H, W] int64 ids (+ ``instance`` [N, H, W] int64
+  where the model uses instance maps; SPADE with the style encoder + ``z`` [N, z_dim]; pix2pixHD
+  with the feature encoder + ``feature_draw`` [N, num_labels] float32 in [0, 1), the draw that picks
+  each label's feature centre); pix2pix on images ``input``, SimGAN ``synthetic`` [N, C, H, W] in
+  [-1, 1]. One output, ``image`` [N, C, H, W] float32 in [-1, 1]. One-hot encoding and instance
+  edges happen inside the graph: a client sends integer ids only.
+* CycleGAN: ``generator_AtoB.onnx`` (input ``a``) and ``generator_BtoA.onnx`` (input ``b``).
+* SPADE with the style encoder: ``style_encoder.onnx`` too, ``style`` [N, C, H, W] in [-1, 1] at the
+  model's size -> ``mu``, ``logvar`` [N, z_dim]; z = mu reproduces the style (as ``SPADEModel``).
+* The batch axis is dynamic everywhere; height and width are too for the fully convolutional
+  generators (multiples of their downsampling factor), fixed for SPADE, whose first map has a size
+  fixed by its config. ``model.json`` records per graph its inputs, outputs, dynamic axes, size
+  rule and parity check.
+* Weights: the sampling generator (EMA where trained with it), eval mode, fp32, spectral norm
+  folded into plain convolutions. pix2pix's test-time dropout is switched off, so its graph is
+  deterministic (``gauguin translate`` keeps the dropout noise of pix2pix §3.1).
+
+Every graph is compared with eager PyTorch on onnxruntime's CPU provider before anything is
+written (max abs diff <= 1e-4); every file is written atomically, ``model.json`` last.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import __version__
+from ..fileio import file_sha256, save_safetensors_atomic, write_bytes_atomic
+from ..nn.spectral import fold_spectral_norm
+from ..nn.unet import NoiseDropout
+from ..sampling import LoadedGenerator, load_generator
+from .quantize import CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, model_inputs, quantize_int8
+
+FORMAT = "gauguin-export-1"  # model.json's format version
+WEIGHTS_FORMAT = "gauguin-generator-1"  # the safetensors metadata "format"
+FORMATS = ("onnx", "safetensors")
+MODEL_JSON = "model.json"
+OPSET = 18  # the lowest opset torch's dynamo exporter writes without a version conversion
+PARITY_TOLERANCE = 1e-4  # max abs diff between onnxruntime and PyTorch, on outputs in [-1, 1]
+PARITY_SEED = 0
+
+Inputs = dict[str, Tensor]
+
+
+class ExportError(RuntimeError):
+    """A generator that cannot be exported, or a graph whose outputs do not match PyTorch's."""
+
+
+@dataclasses.dataclass
+class Graph:
+    """One ONNX file: ``run(net, inputs)`` gives its outputs; ``net`` is the network exported
+    (spectral norm folded), ``reference`` the eager one the parity check compares with."""
+
+    file: str
+    net: nn.Module
+    reference: nn.Module
+    run: Callable[[nn.Module, Inputs], Any]
+    make_inputs: Callable[[int, tuple[int, int], torch.Generator], Inputs]  # (batch, (H, W), rng)
+    outputs: list[str]
+    size: tuple[int, int]  # the model's own (H, W)
+    multiple: int = 0  # 0: H, W fixed at size; else any multiple of this ...
+    min_blocks: int = 1  # ... from min_blocks multiples up
+
+    def blocks(self) -> tuple[int, int]:
+        return tuple(max(self.min_blocks, s // self.multiple) for s in self.size)
+
+    def example_size(self) -> tuple[int, int]:
+        """The size traced: >= 2 multiples, as torch.export specialises dims of size 1."""
+        if not self.multiple:
+            return self.size
+        return tuple(self.multiple * max(2, b) for b in self.blocks())
+
+    def parity_cases(self) -> list[tuple[int, tuple[int, int]]]:
+        """(batch, size) of the parity check: batch 2 at the model's size, then batch 1 at another
+        size (height + 1 and width + 2 multiples) where the size is dynamic."""
+        if not self.multiple:
+            return [(2, self.size), (1, self.size)]
+        bh, bw = self.blocks()
+        return [(2, self.size), (1, (self.multiple * (bh + 1), self.multiple * (bw + 2)))]
+
+    def axes(self, ndim: int) -> dict[int, str]:
+        """Dynamic axes of an input or output of rank ``ndim``: batch, and height / width (the last two
+        axes of maps [N, H, W] and images [N, C, H, W]) where the size is dynamic."""
+        axes = {0: "batch"}
+        if self.multiple and ndim in (3, 4):
+            axes.update({ndim - 2: "height", ndim - 1: "width"})
+        return axes
+
+
+class _Named(nn.Module):
+    """``net`` with its inputs as positional tensors in ``names`` order (the ONNX input order)."""
+
+    def __init__(self, net: nn.Module, run: Callable[[nn.Module, Inputs], Any], names: list[str]):
+        super().__init__()
+        self.net, self.run, self.names = net, run, names
+
+    def forward(self, *tensors: Tensor):
+        return self.run(self.net, dict(zip(self.names, tensors)))
+
+
+# ---------------------------------------------------------------------------- inputs
+def blocky_ids(n: int, size: tuple[int, int], num_ids: int, generator: torch.Generator, cell: int = 8) -> Tensor:
+    """Random id maps [n, H, W] that look like layouts: random ids on a grid of ``cell``-pixel
+    blocks, nearest-upsampled (so neighbouring pixels mostly agree and edges are straight)."""
+    grid = (max(1, size[0] // cell), max(1, size[1] // cell))
+    ids = torch.randint(0, num_ids, (n, 1, *grid), generator=generator)
+    return F.interpolate(ids.float(), size=size, mode="nearest-exact")[:, 0].long()
+
+
+def random_images(n: int, channels: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
+    return torch.rand(n, channels, *size, generator=generator) * 2 - 1
+
+
+# ---------------------------------------------------------------------------- what each family exports
+def plan(loaded: LoadedGenerator) -> tuple[list[Graph], dict[str, Any]]:
+    """The graphs of ``loaded``'s family and the config values a server needs ("model" in model.json)."""
+    family, cfg, data = loaded.family, loaded.family.cfg, loaded.family.data
+    reference = copy.deepcopy(loaded.generator).cpu().float().eval()  # parity: eager fp32 on CPU
+    for module in reference.modules():
+        if isinstance(module, NoiseDropout):
+            module.at_test = False  # pix2pix: a deterministic graph (see the module docstring)
+    net = fold_spectral_norm(reference).to(loaded.device)
+    size = tuple(data.image_size) if all(data.image_size) else (cfg.image_size, cfg.image_size)
+    channels = data.channels or cfg.channels
+    info: dict[str, Any] = {"image_size": list(size), "channels": channels}
+
+    def generate(G: nn.Module, inputs: Inputs) -> Tensor:
+        return family.generate(G, inputs)
+
+    def graph(file: str, make_inputs, run=generate, outputs=("image",), **size_rule) -> Graph:
+        return Graph(file, net, reference, run, make_inputs, list(outputs), size, **size_rule)
+
+    name = family.name
+    if name in ("dcgan", "pggan"):
+        info.update(z_dim=cfg.z_dim, conditional=family.conditional, num_classes=family.num_classes)
+        if name == "pggan":
+            stage, alpha = net.growth()  # torch.export cannot read buffer values: freeze them (fixed at
+            net.growth = lambda: (stage, alpha)  # inference anyway); images come at image_size
+            info.update(stage=stage, alpha=alpha)
+        return [graph("generator.onnx", lambda n, s, g: family.random_inputs(n, g))], info
+
+    if name in ("spade", "pix2pixhd") or (name == "pix2pix" and family.labels):
+        def semantic(n: int, s: tuple[int, int], g: torch.Generator) -> Inputs:
+            batch = {"label_map": blocky_ids(n, s, data.num_labels, g)}
+            if family.use_instances:
+                batch["instance"] = blocky_ids(n, s, 16, g, cell=4)
+            return family.inputs_like(batch, g)  # + z (SPADE's style path), feature_draw (pix2pixHD)
+
+        info.update(num_labels=data.num_labels, use_instances=family.use_instances)
+        if name == "spade":
+            info.update(use_vae=cfg.use_vae, z_dim=cfg.z_dim if cfg.use_vae else 0)
+            graphs = [graph("generator.onnx", semantic)]
+            if net.encoder is not None:
+                graphs.append(graph("style_encoder.onnx", lambda n, s, g: {"style": random_images(n, channels, s, g)},
+                                    run=lambda G, x: G.encode(x["style"]), outputs=["mu", "logvar"]))
+                info["encoder_input_size"] = cfg.encoder_input_size
+            return graphs, info
+        if name == "pix2pixhd":
+            info.update(use_features=net.encoder is not None, feature_clusters=cfg.feature_clusters)
+            return [graph("generator.onnx", semantic, multiple=net.generator.size_factor, min_blocks=2)], info
+        info.update(input="labels", test_time_dropout=False)
+        return [graph("generator.onnx", semantic, multiple=2**net.depth)], info
+
+    def images(direction: str | None):
+        in_channels = family.input_channels or cfg.channels
+        return lambda n, s, g: family.translation_inputs(random_images(n, in_channels, s, g), direction)
+
+    info["input_channels"] = family.input_channels or cfg.channels
+    if name == "pix2pix":
+        info.update(input="image", direction=cfg.direction, test_time_dropout=False)
+        return [graph("generator.onnx", images(None), multiple=2**net.depth)], info
+    if name == "cyclegan":  # two residual-block generators: sizes in multiples of 4, at least 8
+        info.update(domain_a=cfg.domain_a, domain_b=cfg.domain_b)
+        return [graph(f"generator_{d}.onnx", images(d), multiple=4, min_blocks=2) for d in ("AtoB", "BtoA")], info
+    if name == "simgan":  # a refiner of stride-1 convolutions: any size
+        return [graph("generator.onnx", images(None), multiple=1)], info
+    raise ExportError(f"{loaded.folder} is a {name} model, which gauguin cannot export yet; "
+                      "serve it with PyTorch (gauguin.sampling.load_generator)")
+
+
+# ---------------------------------------------------------------------------- ONNX
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress lines, warnings and log records (a failure raises anyway)."""
+    loggers = [logging.getLogger(n) for n in ("torch", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def to_onnx(graph: Graph, opset: int = OPSET, device: torch.device | str = "cpu") -> bytes:
+    """``graph`` as a serialized ONNX model (weights inline), inputs and outputs named as the contract says.
+
+    torch's dynamo exporter (``torch.export``, the supported path in torch 2.x) traces every family
+    here with dynamic batch and sizes. The legacy TorchScript exporter (``dynamo=False``, deprecated)
+    fails on SPADE's style path: after the z-projection's reshape with a dynamic batch it no longer
+    knows the channel count that BatchNorm needs.
+    """
+    example = {k: v.to(device) for k, v in graph.make_inputs(2, graph.example_size(), torch.Generator()).items()}
+    names = list(example)
+    batch = torch.export.Dim("batch", min=1)
+    spatial = {}
+    if graph.multiple == 1:
+        spatial = {"height": torch.export.Dim("height", min=graph.min_blocks),
+                   "width": torch.export.Dim("width", min=graph.min_blocks)}
+    elif graph.multiple:
+        spatial = {k: graph.multiple * torch.export.Dim(f"{k}_blocks", min=graph.min_blocks)
+                   for k in ("height", "width")}
+    dims = {"batch": batch, **spatial}
+    shapes = tuple({axis: dims[label] for axis, label in graph.axes(v.ndim).items()} for v in example.values())
+    module = _Named(graph.net, graph.run, names).to(device).eval()
+    with _quiet(), torch.no_grad():
+        try:
+            program = torch.onnx.export(module, tuple(example.values()), dynamo=True, input_names=names,
+                                        output_names=graph.outputs, dynamic_shapes=(shapes,), opset_version=opset,
+                                        verbose=False)
+            proto = program.model_proto
+        except Exception as err:
+            root = err
+            while root.__cause__ is not None:  # torch.onnx wraps the error of the step that failed
+                root = root.__cause__
+            detail = (str(root).strip().splitlines() or [""])[0]
+            raise ExportError(f"torch.onnx could not export {graph.file}: {type(root).__name__}: {detail} "
+                              "(rerun with --debug for the whole trace)") from err
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*proto.graph.input, *proto.graph.output]}
+    _name_axes(proto, {name: graph.axes(rank) for name, rank in ranks.items()}, graph.file)
+    try:
+        return proto.SerializeToString()
+    except ValueError as err:  # protobuf's 2 GB limit
+        raise ExportError(f"{graph.file} is too large for one ONNX file ({err}); gauguin writes single-file "
+                          "graphs below 2 GB only: use --format safetensors") from None
+
+
+def _name_axes(proto, axes: dict[str, dict[int, str]], file: str) -> None:
+    """Dynamic axes of the graph's inputs and outputs named ``batch``, ``height``, ``width`` (the
+    exporter names them after its symbols, e.g. ``4*height_blocks``), in value_info alike. An axis the
+    exporter fixed (code that read a size as a Python int) is an ExportError, not a silent constant."""
+    renamed = {}
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for axis, label in axes.get(value.name, {}).items():
+            if not dims[axis].dim_param:
+                raise ExportError(f"{file}: the exporter fixed the {label} axis of {value.name!r} to "
+                                  f"{dims[axis].dim_value}; the network reads that size as a Python number "
+                                  "(e.g. len(x)); use x.shape[...] there")
+            renamed[dims[axis].dim_param] = label
+            dims[axis].dim_param = label
+    for value in proto.graph.value_info:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
+
+
+def describe_values(values) -> list[dict[str, Any]]:
+    """name, dtype and shape (symbolic dims as strings) of ONNX graph inputs or outputs."""
+    from onnx import helper
+
+    described = []
+    for value in values:
+        tensor = value.type.tensor_type
+        described.append({"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                          "shape": [d.dim_param or d.dim_value for d in tensor.shape.dim]})
+    return described
+
+
+def check_parity(graph: Graph, model: bytes) -> dict[str, Any]:
+    """Max abs diff between onnxruntime (CPU) and eager PyTorch on random inputs of the family
+    (blocky label maps, images in [-1, 1], Gaussian z): batch 2, then batch 1 (at a second size
+    where the size is dynamic)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # failures come back as the ExportError below
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(PARITY_SEED)
+    worst, cases = 0.0, []
+    for n, size in graph.parity_cases():
+        inputs = graph.make_inputs(n, size, generator)
+        with torch.no_grad():
+            expected = graph.run(graph.reference, inputs)
+        expected = [expected] if isinstance(expected, Tensor) else list(expected)
+        try:
+            got = session.run(graph.outputs, {k: v.numpy() for k, v in inputs.items()})
+        except Exception as err:  # onnxruntime's own exception types
+            raise ExportError(f"{graph.file} fails on onnxruntime for inputs {_shapes(inputs)}: "
+                              f"{str(err).strip().splitlines()[0]}") from err
+        diff = 0.0
+        for name, want, have in zip(graph.outputs, expected, got):
+            want = want.float().numpy()
+            if want.shape != have.shape:
+                raise ExportError(f"{graph.file}: output {name!r} is {list(have.shape)} on onnxruntime but "
+                                  f"{list(want.shape)} in PyTorch for inputs {_shapes(inputs)}")
+            if want.size:
+                d = float(np.abs(want - have).max())
+                diff = max(diff, d if math.isfinite(d) else math.inf)
+        worst = max(worst, diff)
+        cases.append({"inputs": _shapes(inputs), "max_abs_diff": diff})
+    return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "passed": worst <= PARITY_TOLERANCE,
+            "provider": "CPUExecutionProvider", "seed": PARITY_SEED, "cases": cases}
+
+
+def _shapes(inputs: Inputs) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in inputs.items()}
+
+
+def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: bool = True,
+                quantize: str | None = None) -> dict[str, Any]:
+    """Write ``loaded``'s graphs and model.json into ``out``; returns model.json's content.
+    ``quantize="int8"`` adds ``generator_int8.onnx`` with its measured quality (:mod:`.quantize`).
+
+    Nothing is written until every graph is exported (and checked): a failed export leaves ``out``
+    as it was. A failed parity check still writes the files (to inspect), then raises ExportError.
+    """
+    import onnx
+
+    graphs, info = plan(loaded)
+    built = []
+    for graph in graphs:
+        model = to_onnx(graph, opset, loaded.device)
+        proto = onnx.load_from_string(model)
+        parity = check_parity(graph, model) if check else None
+        spatial: dict[str, Any] = {"dynamic": bool(graph.multiple), "size": list(graph.size)}
+        if graph.multiple:
+            spatial.update(multiple_of=graph.multiple, min=[graph.multiple * graph.min_blocks] * 2)
+        built.append((graph.file, model, {
+            "file": graph.file, "bytes": len(model),
+            "inputs": describe_values(proto.graph.input), "outputs": describe_values(proto.graph.output),
+            "dynamic_axes": {v["name"]: {str(i): d for i, d in enumerate(v["shape"]) if isinstance(d, str)}
+                             for v in describe_values([*proto.graph.input, *proto.graph.output])},
+            "spatial": spatial, "parity": parity}))
+    description = _describe(loaded, "onnx", info)
+    description.update(opset=opset, exporter="torch.onnx.export(dynamo=True)", graphs={})
+    for file, model, entry in built:
+        write_bytes_atomic(out / file, model)
+        description["graphs"][file] = {**entry, "sha256": file_sha256(out / file)}
+    if quantize:
+        description["graphs"][INT8_FILE] = _quantized(loaded, graphs, description["graphs"], out)
+    _write_json(out / MODEL_JSON, description)
+    failed = [(f, e["parity"]["max_abs_diff"]) for f, _, e in built if e["parity"] and not e["parity"]["passed"]]
+    if failed:
+        figures = ", ".join(f"{f} max abs diff {d:.3g}" for f, d in failed)
+        raise ExportError(f"parity check failed: {figures} > {PARITY_TOLERANCE} between onnxruntime and PyTorch; "
+                          f"the files are written to {out} for inspection: do not serve them")
+    return description
+
+
+def _quantized(loaded: LoadedGenerator, graphs: list[Graph], written: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``generator_int8.onnx``: calibrated on the model's first training inputs, checked on later ones."""
+    graph = next((g for g in graphs if g.file == "generator.onnx"), None)
+    if graph is None:
+        raise ExportError(f"--quantize int8 quantizes generator.onnx; a {loaded.family.name} export has "
+                          f"{', '.join(g.file for g in graphs)}")
+    names = [v["name"] for v in written["generator.onnx"]["inputs"]]
+    (calibration, source), (check, _) = (model_inputs(loaded, graph.make_inputs, n, offset) for n, offset in
+                                         ((CALIBRATION_INPUTS, 0), (CHECK_INPUTS, 10_000)))
+    calibration, check = ([{k: v for k, v in feeds.items() if k in names} for feeds in part]
+                          for part in (calibration, check))
+    quality = quantize_int8(out / "generator.onnx", out / INT8_FILE, calibration, check)
+    entry = {k: written["generator.onnx"][k] for k in ("inputs", "outputs", "dynamic_axes", "spatial")}
+    return {"file": INT8_FILE, "bytes": (out / INT8_FILE).stat().st_size, "sha256": file_sha256(out / INT8_FILE),
+            **entry, "quantization": {**quality, "calibration": source}}
+
+
+# ---------------------------------------------------------------------------- safetensors, model.json
+def export_safetensors(loaded: LoadedGenerator, out: Path) -> dict[str, Any]:
+    """``generator.safetensors``: the sampling generator's state dict with spectral norm folded (load
+    it into ``fold_spectral_norm(family.generator)``), plus model.json; returns model.json's content."""
+    graphs, info = plan(loaded)
+    state = {k: v.detach().cpu().clone() for k, v in graphs[0].net.state_dict().items()}  # net: spectral norm folded
+    path = out / "generator.safetensors"
+    save_safetensors_atomic(state, path, {"format": WEIGHTS_FORMAT, "family": loaded.family.name,
+                                          "step": str(loaded.meta.get("step"))})
+    description = _describe(loaded, "safetensors", info)
+    description["weights"] = {
+        "file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path),
+        "loads_into": "gauguin.nn.spectral.fold_spectral_norm(family.generator)",
+        "tensors": {k: {"dtype": str(v.dtype).removeprefix("torch."), "shape": list(v.shape)}
+                    for k, v in state.items()}}
+    _write_json(out / MODEL_JSON, description)
+    return description
+
+
+def _describe(loaded: LoadedGenerator, fmt: str, info: dict[str, Any]) -> dict[str, Any]:
+    """model.json's common part: the source checkpoint, its data description and config, versions."""
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    meta = loaded.meta
+    return {
+        "format": FORMAT, "family": meta["family"], "export_format": fmt,
+        "source": {"checkpoint": str(Path(loaded.folder).resolve()), "step": meta.get("step"),
+                   "written": meta.get("time"), "weights": _weights_used(loaded.folder)},
+        "num_classes": meta.get("num_classes", loaded.family.data.num_classes),
+        "classes": meta.get("classes") or [], "data": loaded.family.data.to_dict(), "model": info,
+        "config": meta.get("config", {}),
+        "versions": {"gauguin": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _weights_used(folder: Path) -> str:
+    """Which weights load_generator took: the EMA copy where the checkpoint has one."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "weights.safetensors"), framework="pt") as f:
+        return "generator_ema" if any(k.startswith("generator_ema.") for k in f.keys()) else "generator"
+
+
+def _write_json(path: Path, value: dict) -> None:
+    write_bytes_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------- entry point
+def export(checkpoint: str | Path, out: str | Path, fmt: str = "onnx", opset: int = OPSET, check: bool = True,
+           device: str = "cpu", quantize: str | None = None) -> dict[str, Any]:
+    """Export the generator of ``checkpoint`` (a checkpoint or run folder) into the folder ``out`` as
+    ``fmt`` (onnx or safetensors); returns model.json's content. ``device``: where the checkpoint is
+    loaded and traced (the parity check runs on CPU)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    loaded = load_generator(checkpoint, device)  # a missing or corrupt checkpoint: CheckpointError
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unknown quantization {quantize!r}: gauguin quantizes to int8")
+    if fmt == "safetensors":
+        if quantize:
+            raise ExportError("--quantize applies to ONNX exports; use --format onnx")
+        return export_safetensors(loaded, Path(out))
+    return export_onnx(loaded, Path(out), opset, check, quantize)
+
+
+def format_report(description: dict[str, Any], out: str | Path) -> str:
+    """What the CLI prints: per file its size and, for graphs, the parity figure."""
+    source = description["source"]
+    lines = [f"gauguin: exported {description['family']} (step {source['step']}, {source['weights']} weights) "
+             f"to {out}/"]
+    files = list(description.get("graphs", {}).values()) or [description["weights"]]
+    for entry in files:
+        parity, quantization = entry.get("parity"), entry.get("quantization")
+        check = f"max abs diff {parity['max_abs_diff']:.2e}" if parity else ("not checked" if "parity" in entry else "")
+        if quantization:
+            check = (f"PSNR vs fp32 {quantization['psnr_db_mean']:.1f} dB (min {quantization['psnr_db_min']:.1f}): "
+                     + ("used by servers" if quantization["passed"] else
+                        f"below {quantization['min_psnr_db']:.0f} dB, servers keep fp32"))
+        lines.append(f"  {entry['file']:<22} {entry['bytes'] / 2**20:8.2f} MiB  {check}".rstrip())
+    lines.append(f"  {MODEL_JSON}")
+    return "\n".join(lines)

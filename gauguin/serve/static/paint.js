@@ -1,0 +1,393 @@
+// gauguin paint: paint a label map, see the generator's image. Plain JS, no build step, no dependencies.
+// The label map is an integer array at the model's own size: what you paint is exactly what the model sees.
+"use strict";
+(() => {
+  const $ = (selector) => document.querySelector(selector);
+  const DISPLAY = 448;   // longest side of the canvas and the result on screen, CSS pixels
+  const DEBOUNCE = 150;  // ms after the last change before a request goes out
+  const UNDO_LEVELS = 100;
+
+  let labels = [], H = 0, W = 0, map = null;  // map: label ids, row-major H x W
+  let colors = null;                           // RGBA of each label id, for putImageData
+  let label = 1, tool = "brush", seed = 0, styleImage = null;
+  const undoStack = [];
+  const canvas = $("#paint"), ctx = canvas.getContext("2d");
+  const result = $("#result");
+
+  // Read-only counters for tests and the curious: requests sent, images shown, the last error.
+  const stats = { requests: 0, completed: 0, lastError: null };
+  let timer = null, inFlight = false, dirty = false;
+  window.gauguin = Object.freeze({
+    get requests() { return stats.requests; },
+    get completed() { return stats.completed; },
+    get lastError() { return stats.lastError; },
+    get busy() { return inFlight || dirty || timer !== null; },  // false once the image shows the map
+  });
+
+  function status(text, isError = false) {
+    const line = $("#status");
+    line.textContent = text;
+    line.classList.toggle("error", isError);
+    if (isError) stats.lastError = text;
+  }
+
+  // ------------------------------------------------------------------ the label map
+  function render() {
+    const image = ctx.createImageData(W, H);
+    const px = new Uint32Array(image.data.buffer);
+    for (let i = 0; i < map.length; i++) px[i] = colors[map[i]];
+    ctx.putImageData(image, 0, 0);  // exact colours: no smoothing, no blending
+  }
+
+  function pushUndo() {
+    undoStack.push(map.slice());
+    if (undoStack.length > UNDO_LEVELS) undoStack.shift();
+    $("#undo").disabled = false;
+  }
+
+  function undo() {
+    if (!undoStack.length) return;
+    map.set(undoStack.pop());
+    $("#undo").disabled = !undoStack.length;
+    render(); changed();
+  }
+
+  function sameAsLastUndo() {
+    const last = undoStack[undoStack.length - 1];
+    return last && last.every((v, i) => v === map[i]);
+  }
+
+  // A round stamp of diameter `size` model pixels centred at (cx, cy) in continuous map coordinates.
+  function stamp(cx, cy, id, size) {
+    const r = size / 2;
+    let touched = false;
+    const set = (x, y) => {
+      if (x < 0 || y < 0 || x >= W || y >= H) return;
+      const i = y * W + x;
+      if (map[i] !== id) { map[i] = id; touched = true; }
+    };
+    for (let y = Math.floor(cy - r); y <= Math.ceil(cy + r); y++)
+      for (let x = Math.floor(cx - r); x <= Math.ceil(cx + r); x++)
+        if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 <= r * r) set(x, y);
+    set(Math.floor(cx), Math.floor(cy));  // size 1 always covers the pixel under the pointer
+    return touched;
+  }
+
+  // Stamps every half pixel from a to b, so a fast drag leaves no gaps between pointer events.
+  function line(a, b, id, size) {
+    const steps = Math.max(1, Math.ceil(Math.hypot(b.x - a.x, b.y - a.y) / 0.5));
+    let touched = false;
+    for (let s = 0; s <= steps; s++)
+      touched = stamp(a.x + (b.x - a.x) * s / steps, a.y + (b.y - a.y) * s / steps, id, size) || touched;
+    return touched;
+  }
+
+  // 4-connected flood fill of the region under (x, y) with `id`; false if nothing changed.
+  function fill(x, y, id) {
+    const from = map[y * W + x];
+    if (from === id) return false;
+    const todo = [y * W + x];
+    map[todo[0]] = id;
+    while (todo.length) {
+      const i = todo.pop(), px = i % W;
+      for (const j of [px > 0 ? i - 1 : -1, px < W - 1 ? i + 1 : -1, i - W, i + W])
+        if (j >= 0 && j < map.length && map[j] === from) { map[j] = id; todo.push(j); }
+    }
+    return true;
+  }
+
+  // The default map: background with a T-shirt-shaped blob of label 1 (a centred block if H, W are tiny).
+  function defaultMap() {
+    map.fill(labels[0].id);
+    if (labels.length < 2) return;
+    const box = (x0, y0, x1, y1) => {
+      for (let y = Math.round(y0 * H); y < Math.round(y1 * H); y++)
+        for (let x = Math.round(x0 * W); x < Math.round(x1 * W); x++) map[y * W + x] = labels[1].id;
+    };
+    box(0.3, 0.2, 0.7, 0.85);    // body
+    box(0.12, 0.2, 0.88, 0.42);  // sleeves
+    for (let y = Math.round(0.2 * H); y < Math.round(0.26 * H); y++)  // neckline
+      for (let x = Math.round(0.41 * W); x < Math.round(0.59 * W); x++) map[y * W + x] = labels[0].id;
+  }
+
+  // ------------------------------------------------------------------ painting with the pointer
+  let last = null;  // the previous pointer position during a stroke, in map coordinates
+  const brushSize = () => Number($("#brush-size").value);
+  const brushLabel = () => (tool === "eraser" ? labels[0].id : label);
+
+  function toMap(event) {
+    const box = canvas.getBoundingClientRect();
+    return { x: (event.clientX - box.left) * W / box.width, y: (event.clientY - box.top) * H / box.height };
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || !map) return;
+    event.preventDefault();
+    const p = toMap(event);
+    pushUndo();
+    if (tool === "fill") {
+      const x = Math.min(W - 1, Math.max(0, Math.floor(p.x))), y = Math.min(H - 1, Math.max(0, Math.floor(p.y)));
+      if (fill(x, y, label)) { render(); changed(); } else undoStack.pop();
+      $("#undo").disabled = !undoStack.length;
+      return;
+    }
+    canvas.setPointerCapture(event.pointerId);
+    last = p;
+    if (line(p, p, brushLabel(), brushSize())) { render(); changed(); }
+  });
+
+  canvas.addEventListener("pointermove", (event) => {
+    if (!last) return;
+    let touched = false;
+    for (const e of event.getCoalescedEvents ? event.getCoalescedEvents() : [event]) {
+      const p = toMap(e);
+      touched = line(last, p, brushLabel(), brushSize()) || touched;
+      last = p;
+    }
+    if (touched) { render(); changed(); }
+  });
+
+  const endStroke = () => {
+    if (!last) return;
+    last = null;
+    if (sameAsLastUndo()) { undoStack.pop(); $("#undo").disabled = !undoStack.length; }
+  };
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+
+  // ------------------------------------------------------------------ generating
+  function changed(delay = DEBOUNCE) {
+    dirty = true;
+    clearTimeout(timer);
+    timer = setTimeout(() => { timer = null; send(); }, delay);
+  }
+
+  async function send() {
+    if (inFlight || !dirty) return;  // a change during a request is sent when it returns
+    dirty = false; inFlight = true; stats.requests++;
+    const body = { label_map: canvas.toDataURL("image/png"), seed };
+    if (styleImage) body.style_image = styleImage;
+    const start = performance.now();
+    let retry = false;
+    try {
+      const response = await fetch("api/generate", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (response.ok) {
+        const url = URL.createObjectURL(await response.blob());
+        const old = result.src;
+        result.src = url;
+        await result.decode();
+        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+        $("#download-result").href = url;
+        $("#download-result").removeAttribute("aria-disabled");
+        stats.completed++;
+        result.dataset.generation = String(stats.completed);
+        const server = response.headers.get("X-Gauguin-Latency-Ms");
+        status(`generated in ${Math.round(performance.now() - start)} ms` +
+               (server ? ` (model ${Math.round(Number(server))} ms)` : "") + (styleImage ? " · style image" : ` · seed ${seed}`));
+      } else if (response.status === 503) {
+        retry = true;
+        status("the server is busy; retrying…");
+      } else {
+        const detail = await response.json().then((j) => j.detail, () => response.statusText);
+        status(`error ${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`, true);
+      }
+    } catch (err) {
+      status(`no answer from the server (${err.message}); retrying…`, true);
+      retry = true;
+    } finally {
+      inFlight = false;
+    }
+    if (retry) changed(1000);
+    else if (dirty && timer === null) send();
+  }
+
+  // ------------------------------------------------------------------ files
+  function download(href, name) {
+    const a = document.createElement("a");
+    a.href = href; a.download = name;
+    document.body.append(a); a.click(); a.remove();
+  }
+
+  // A PNG of label ids (grey) or label colours, resized nearest to the model's size.
+  async function uploadMap(file) {
+    const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+    const work = document.createElement("canvas");
+    work.width = bitmap.width; work.height = bitmap.height;
+    const wctx = work.getContext("2d");
+    wctx.drawImage(bitmap, 0, 0);
+    const px = wctx.getImageData(0, 0, work.width, work.height).data;
+    const byColor = new Map(labels.map((l) => [(l.color[0] << 16) | (l.color[1] << 8) | l.color[2], l.id]));
+    const ids = new map.constructor(W * H), grey = new map.constructor(W * H);
+    let colorsOk = true, greyOk = true, bad = null;
+    for (let y = 0; y < H; y++) {
+      const sy = Math.min(work.height - 1, Math.floor((y + 0.5) * work.height / H));  // pixel centres
+      for (let x = 0; x < W; x++) {
+        const sx = Math.min(work.width - 1, Math.floor((x + 0.5) * work.width / W));
+        const k = 4 * (sy * work.width + sx), r = px[k], g = px[k + 1], b = px[k + 2];
+        const id = byColor.get((r << 16) | (g << 8) | b);
+        if (id === undefined) colorsOk = false; else ids[y * W + x] = id;
+        if (r === g && g === b && r < labels.length) grey[y * W + x] = r; else greyOk = false;
+        if (id === undefined && !(r === g && g === b && r < labels.length) && !bad)
+          bad = `#${((r << 16) | (g << 8) | b).toString(16).padStart(6, "0")} at (${sx}, ${sy})`;
+      }
+    }
+    if (!colorsOk && !greyOk)
+      throw new Error(`${file.name} has colour ${bad || "mixes"}: neither a label's colour nor a grey label id ` +
+                      `0..${labels.length - 1}`);
+    pushUndo();
+    map.set(colorsOk ? ids : grey);
+    render(); changed();
+    status(`loaded ${file.name} (${bitmap.width}×${bitmap.height}${colorsOk ? ", label colours" : ", grey ids"})`);
+  }
+
+  function readDataURL(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(file);
+    });
+  }
+
+  function setStyleImage(dataURL) {
+    styleImage = dataURL;
+    $("#style-preview").hidden = $("#clear-style").hidden = !dataURL;
+    if (dataURL) $("#style-preview").src = dataURL; else $("#style-preview").removeAttribute("src");
+    changed();
+  }
+
+  // ------------------------------------------------------------------ controls
+  function selectTool(name) {
+    tool = name;
+    for (const b of document.querySelectorAll(".tool")) b.setAttribute("aria-pressed", String(b.dataset.tool === name));
+    canvas.dataset.tool = name;
+  }
+
+  function selectLabel(id) {
+    label = id;
+    for (const b of document.querySelectorAll("#palette button"))
+      b.setAttribute("aria-pressed", String(Number(b.dataset.label) === id));
+    if (tool === "eraser") selectTool("brush");
+  }
+
+  function setSeed(value) {
+    seed = value;
+    $("#seed").value = String(value);
+    if (styleImage) setStyleImage(null);  // a seed replaces the style image
+    else changed();
+  }
+
+  function wire() {
+    for (const b of document.querySelectorAll(".tool")) b.addEventListener("click", () => selectTool(b.dataset.tool));
+    const size = $("#brush-size");
+    size.addEventListener("input", () => { $("#brush-size-value").textContent = size.value; });
+    $("#undo").addEventListener("click", undo);
+    $("#clear").addEventListener("click", () => {
+      pushUndo(); map.fill(labels[0].id);
+      if (sameAsLastUndo()) undo(); else { render(); changed(); }
+    });
+    $("#swap").addEventListener("click", () => {
+      const a = Number($("#swap-from").value), b = Number($("#swap-to").value);
+      const count = map.reduce((n, v) => n + (v === a), 0);
+      if (a === b || !count) { status(a === b ? "pick two different labels to swap" : `no ${labels[a].name} pixels to replace`); return; }
+      pushUndo();
+      for (let i = 0; i < map.length; i++) if (map[i] === a) map[i] = b;
+      render(); changed();
+      status(`replaced ${count} ${labels[a].name} pixels with ${labels[b].name}`);
+    });
+    $("#seed").addEventListener("input", () => {
+      const v = Number($("#seed").value);
+      if (Number.isSafeInteger(v) && v >= 0 && $("#seed").value !== "") { seed = v; if (styleImage) setStyleImage(null); else changed(); }
+      else status("the seed is a whole number ≥ 0", true);
+    });
+    $("#new-style").addEventListener("click", () => setSeed(Math.floor(Math.random() * 2 ** 31)));
+    $("#style-upload").addEventListener("click", () => $("#style-file").click());
+    $("#style-file").addEventListener("change", async (event) => {
+      const file = event.target.files[0];
+      event.target.value = "";
+      if (!file) return;
+      if (!/^image\/(png|jpeg)$/.test(file.type)) { status(`${file.name} is not a PNG or JPEG image`, true); return; }
+      setStyleImage(await readDataURL(file));
+    });
+    $("#clear-style").addEventListener("click", () => setStyleImage(null));
+    $("#upload-labels-button").addEventListener("click", () => $("#upload-labels").click());
+    $("#upload-labels").addEventListener("change", async (event) => {
+      const file = event.target.files[0];
+      event.target.value = "";
+      if (file) await uploadMap(file).catch((err) => status(`cannot use the map: ${err.message}`, true));
+    });
+    $("#download-labels").addEventListener("click", () => download(canvas.toDataURL("image/png"), "labels.png"));
+    $("#download-result").addEventListener("click", (event) => {
+      if (!stats.completed) event.preventDefault();
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.target.matches("input, select, textarea")) return;
+      const key = event.key.toLowerCase();
+      if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); undo(); }
+      else if (!event.ctrlKey && !event.metaKey && !event.altKey) {
+        const tools = { b: "brush", f: "fill", e: "eraser" };
+        if (tools[key]) selectTool(tools[key]);
+        else if (key === "n") $("#new-style").click();
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ start
+  async function start() {
+    let info;
+    try {
+      const response = await fetch("api/labels");
+      if (!response.ok) throw new Error(`GET api/labels answered ${response.status}`);
+      info = await response.json();
+    } catch (err) {
+      status(`cannot load the model's labels: ${err.message}`, true);
+      return;
+    }
+    labels = info.labels;
+    [H, W] = info.image_size;
+    map = labels.length > 256 ? new Uint16Array(H * W) : new Uint8Array(H * W);
+    colors = new Uint32Array(labels.length);
+    const rgba = new Uint8Array(colors.buffer);
+    labels.forEach((l, i) => rgba.set([...l.color, 255], 4 * i));  // Uint32 in the platform's byte order
+    $("#model").textContent = `${info.family} · ${W}×${H} ${info.channels === 1 ? "grey" : "colour"} · ${labels.length} labels`;
+
+    // sizes: model pixels on the canvas, shown large and sharp
+    canvas.width = W; canvas.height = H;
+    const scale = DISPLAY / Math.max(H, W);
+    for (const el of [canvas, result]) { el.style.width = `${Math.round(W * scale)}px`; el.style.aspectRatio = `${W} / ${H}`; }
+    const size = $("#brush-size");
+    size.max = String(Math.max(1, Math.floor(Math.max(H, W) / 2)));
+    size.value = String(Math.max(1, Math.round(Math.max(H, W) / 12)));
+    $("#brush-size-value").textContent = size.value;
+
+    // palette and swap selects, one entry per label
+    for (const l of labels) {
+      const b = document.createElement("button");
+      b.type = "button"; b.dataset.label = String(l.id);
+      b.title = `${l.name} (label ${l.id}, rgb ${l.color.join(", ")})`;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch"; swatch.style.background = `rgb(${l.color.join(",")})`;
+      b.append(swatch, document.createTextNode(l.name));
+      b.addEventListener("click", () => selectLabel(l.id));
+      $("#palette").append(b);
+      for (const s of ["#swap-from", "#swap-to"]) $(s).append(new Option(l.name, String(l.id)));
+    }
+    $("#swap-from").value = String(labels[Math.min(1, labels.length - 1)].id);
+    $("#swap-to").value = String(labels[Math.min(2, labels.length - 1)].id);
+
+    // style controls only for what the model takes
+    $("#seed-controls").hidden = !info.style.seed;
+    $("#image-style-controls").hidden = !info.style.image;
+    $("#style").hidden = !info.style.seed && !info.style.image;
+
+    wire();
+    selectLabel(labels[Math.min(1, labels.length - 1)].id);
+    defaultMap();
+    render();
+    status("generating…");
+    changed(0);
+  }
+
+  start();
+})();

@@ -1,0 +1,294 @@
+"""The paint server's engine and HTTP API: decoding, batching, the bounded queue, and every bad
+request answered 4xx by a real uvicorn server on loopback, which stays healthy afterwards."""
+import base64
+import io
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gauguin.sampling import resize_ids as torch_resize_ids
+from gauguin.serve.app import Limits, PaintServer
+from gauguin.serve.engine import (Engine, EngineBusy, Label, ModelInfo, RequestError, TorchBackend,
+                                  colors_to_label_ids, decode_label_map, resize_ids)
+
+
+class FakeBackend:
+    """Image = label ids / 10 + the style code's mean; optionally slow, to fill the queue."""
+
+    def __init__(self, delay: float = 0.0, fail_on: int | None = None):
+        self.info = ModelInfo("fake", [Label(i, f"l{i}", (i * 20, 0, 255 - i * 20)) for i in range(4)], (8, 8), 1,
+                              ["label_map", "z"], z_dim=4, style_image=True)
+        self.delay, self.fail_on, self.batch_sizes = delay, fail_on, []
+
+    def run(self, inputs):
+        time.sleep(self.delay)
+        self.batch_sizes.append(len(inputs["label_map"]))
+        if self.fail_on is not None and (inputs["label_map"] == self.fail_on).any():
+            raise RuntimeError("backend failure")
+        return (inputs["label_map"][:, None] / 10.0 + inputs["z"].mean(1)[:, None, None, None]).astype(np.float32)
+
+    def encode(self, style):
+        return np.repeat(style.mean(axis=(1, 2, 3))[:, None], 4, 1)
+
+
+def png(array: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, format=fmt)
+    return out.getvalue()
+
+
+def test_resize_ids_matches_pytorch_nearest_exact():
+    ids = np.random.default_rng(0).integers(0, 7, (37, 23))
+    for size in [(32, 32), (74, 46), (11, 5)]:
+        expected = torch_resize_ids(torch.from_numpy(ids), size).numpy()
+        np.testing.assert_array_equal(resize_ids(ids, size), expected)
+
+
+def test_decode_label_map_modes_and_errors():
+    info = FakeBackend().info
+    ids = np.zeros((16, 16), np.uint8)
+    ids[4:12, 4:12] = 3
+    np.testing.assert_array_equal(decode_label_map(png(ids), info, 10_000), ids[::2, ::2])
+    colours = np.array([label.color for label in info.labels], np.uint8)[ids]
+    np.testing.assert_array_equal(decode_label_map(png(colours), info, 10_000), ids[::2, ::2])
+    np.testing.assert_array_equal(colors_to_label_ids(colours, info), ids)
+    palette = Image.fromarray(ids, "L").convert("P")
+    out = io.BytesIO()
+    palette.save(out, format="PNG")
+    assert decode_label_map(out.getvalue(), info, 10_000).max() == 3
+    cases = [(png(ids + 5), 422, "label id(s) [5, 8]"), (png(colours + 1), 422, "no label's colour"),
+             (png(ids.astype(np.float32) * 0 + 1, "F", "TIFF"), 415, "TIFF"), (png(colours, fmt="JPEG"), 415, "JPEG"),
+             (png(np.stack([ids, ids], -1), "LA"), 415, "mode LA"), (b"not an image", 415, "not a readable image"),
+             (png(ids), 413, "limit of 100 pixels")]
+    for data, status, text in cases:
+        with pytest.raises(RequestError, match=re.escape(text)) as err:
+            decode_label_map(data, info, 100 if status == 413 else 10_000)
+        assert err.value.status == status
+
+
+def test_engine_batches_concurrent_requests_with_the_same_results():
+    backend = FakeBackend(delay=0.05)
+    engine = Engine(backend, max_batch=8)
+    maps = [np.full((8, 8), i % 4, np.int64) for i in range(12)]
+    alone = [engine.generate(m, seed=i) for i, m in enumerate(maps)]
+    assert backend.batch_sizes == [1] * 12
+    futures = [engine.submit(m, seed=i) for i, m in enumerate(maps)]
+    together = [f.result(10) for f in futures]
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
+    assert max(backend.batch_sizes[12:]) > 1 and sum(backend.batch_sizes[12:]) == 12
+    style = np.full((1, 8, 8), 0.5, np.float32)
+    styled = engine.generate(maps[1], style=style)
+    np.testing.assert_allclose(styled, maps[1][None] / 10 + 0.5)
+    engine.close()
+
+
+def test_engine_queue_is_bounded_and_survives_backend_errors():
+    engine = Engine(FakeBackend(delay=0.2, fail_on=3), max_batch=1, queue_size=2)
+    ok = np.zeros((8, 8), np.int64)
+    first = engine.submit(ok)
+    time.sleep(0.05)  # the worker holds the first; two more fill the queue
+    engine.submit(ok)
+    engine.submit(ok)
+    with pytest.raises(EngineBusy, match="2 requests are waiting"):
+        engine.submit(ok)
+    first.result(5)
+    with pytest.raises(RuntimeError, match="backend failure"):
+        engine.generate(np.full((8, 8), 3, np.int64))
+    assert engine.generate(ok).shape == (1, 8, 8)  # still serving
+    with pytest.raises(RequestError, match="needs \\(8, 8\\)"):
+        engine.submit(np.zeros((4, 4), np.int64))
+    engine.close()
+
+
+# ---------------------------------------------------------------------------- the real server
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def generate_body(label_png: bytes, **options) -> bytes:
+    return json.dumps({"label_map": base64.b64encode(label_png).decode(), **options}).encode()
+
+
+@pytest.fixture(scope="module")
+def server(paint_checkpoint):
+    with PaintServer(Engine(TorchBackend(paint_checkpoint)), limits=Limits(max_request_bytes=200_000,
+                                                                           max_pixels=512 * 512)) as running:
+        yield running
+
+
+def test_api_generates_pngs_and_documents_itself(server):
+    labels = json.loads(urllib.request.urlopen(server.url + "/api/labels").read())
+    assert labels["image_size"] == [32, 32] and labels["channels"] == 1
+    assert [label["name"] for label in labels["labels"]][:3] == ["background", "T-shirt/top", "Trouser"]
+    assert labels["style"] == {"seed": True, "image": True}
+    ids = np.zeros((64, 64), np.uint8)
+    ids[10:54, 16:48] = 2  # trousers, painted at twice the model's size
+    status, data, headers = post(server.url + "/api/generate", generate_body(png(ids), seed=1))
+    assert status == 200 and headers["content-type"] == "image/png" and float(headers["x-gauguin-latency-ms"]) > 0
+    image = Image.open(io.BytesIO(data))
+    assert image.size == (32, 32) and image.mode == "L"
+    assert post(server.url + "/api/generate", generate_body(png(ids), seed=1))[1] == data  # a seed is a style
+    assert post(server.url + "/api/generate", generate_body(png(ids), seed=2))[1] != data
+    colours = np.array([label["color"] for label in labels["labels"]], np.uint8)[ids]
+    data_url = "data:image/png;base64," + base64.b64encode(png(colours)).decode()
+    assert post(server.url + "/api/generate", json.dumps({"label_map": data_url, "seed": 1}).encode())[1] == data
+    ids[10:54, 16:48] = 5  # trousers → coat
+    assert post(server.url + "/api/generate", generate_body(png(ids), seed=1))[1] != data
+    style = png(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    styled = post(server.url + "/api/generate", generate_body(png(ids), style_image=base64.b64encode(style).decode()))
+    assert styled[0] == 200 and styled[1] != data
+    spec = json.loads(urllib.request.urlopen(server.url + "/openapi.json").read())
+    assert {"/api/generate", "/api/labels", "/api/health"} <= set(spec["paths"])
+
+
+def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server):
+    url = server.url + "/api/generate"
+    ids = np.zeros((32, 32), np.uint8)
+    cases = {
+        "malformed JSON": (b'{"label_map": ', 400, "not valid JSON"),
+        "missing field": (b'{"seed": 1}', 400, "label_map"),
+        "negative seed": (generate_body(png(ids), seed=-1), 400, "seed"),
+        "bad base64": (json.dumps({"label_map": "@@@"}).encode(), 400, "base64"),
+        "not an image": (generate_body(b"GIF89a-nonsense"), 415, "not a readable image"),
+        "JPEG label map": (generate_body(png(np.stack([ids] * 3, -1), fmt="JPEG")), 415, "send a PNG"),
+        "16-bit PNG": (generate_body(png(ids.astype(np.uint16) * 300)), 415, "PNG mode I"),
+        "ids out of range": (generate_body(png(ids + 11)), 422, "labels 0..10"),
+        "image too large": (generate_body(png(np.zeros((600, 600), np.uint8))), 413, "262144 pixels"),
+        "body too large": (b"{" + b" " * 300_000 + b"}", 413, "200000 bytes"),
+        "bad style image": (generate_body(png(ids), style_image=base64.b64encode(b"xx").decode()), 415, "style_image"),
+    }
+    for name, (body, status, text) in cases.items():
+        got, data, _ = post(url, body)
+        assert got == status, (name, got, data)
+        assert text in json.loads(data)["detail"], (name, data)
+    assert post(url, b"label_map=1", "application/x-www-form-urlencoded")[0] == 400
+    for path in ["/static/../pyproject.toml", "/static/%2e%2e/app.py", "/static/nothing.js"]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url + path)
+        assert err.value.code == 404, path
+    health = json.loads(urllib.request.urlopen(server.url + "/api/health").read())
+    assert health["status"] == "ok" and health["waiting"] == 0
+    assert post(url, generate_body(png(ids)))[0] == 200
+
+
+def test_concurrent_clients_all_get_their_images(server):
+    ids = [np.full((32, 32), i % 11, np.uint8) for i in range(24)]
+    results = {}
+
+    def client(k):
+        for i in range(k, 24, 6):
+            results[i] = post(server.url + "/api/generate", generate_body(png(ids[i]), seed=i))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(24)) and all(r[0] == 200 for r in results.values())
+    again = post(server.url + "/api/generate", generate_body(png(ids[5]), seed=5))
+    alone, batched = (np.asarray(Image.open(io.BytesIO(r[1])), np.int16) for r in (again, results[5]))
+    assert np.abs(alone - batched).max() <= 1  # batched or alone, the same image (up to rounding)
+
+
+def test_paint_cli_serves_a_checkpoint_through_its_onnx_export(paint_checkpoint, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-m", "gauguin.cli", "paint", str(paint_checkpoint), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 180
+        while True:
+            try:
+                health = json.loads(urllib.request.urlopen(url + "/api/health", timeout=5).read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None and time.time() < deadline, process.stdout.read()
+                time.sleep(0.5)
+        assert health["family"] == "spade"
+        page = urllib.request.urlopen(url + "/").read().decode()
+        assert "gauguin paint" in page
+        status, data, _ = post(url + "/api/generate", generate_body(png(np.full((32, 32), 4, np.uint8)), seed=3))
+        assert status == 200 and Image.open(io.BytesIO(data)).size == (32, 32)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "exporting" in output and "OnnxBackend" in output, output
+    exports = list((tmp_path / "cache" / "gauguin" / "paint" / "exports").iterdir())
+    assert len(exports) == 1 and (exports[0] / "generator.onnx").is_file() and (exports[0] / "style_encoder.onnx").is_file()
+
+
+def test_default_model_is_trained_once_then_cached(tmp_path, monkeypatch):
+    from gauguin.serve import paint_models
+    from gauguin.serve.engine import OnnxBackend
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(paint_models, "DEFAULT_CONFIG", {**paint_models.DEFAULT_CONFIG, "ngf": 8, "ndf": 8,
+                                                         "batch_size": 4, "steps": 2, "checkpoint_every": 2})
+    lines = []
+    folder = paint_models.default_paint_model(progress=False, log=lines.append)
+    assert folder == tmp_path / "gauguin" / "paint" / f"spade_fashion_{paint_models.VERSION}" / "onnx"
+    assert len(lines) == 1 and "training the default model" in lines[0]
+    backend = paint_models.load_backend(None, log=lines.append)
+    assert isinstance(backend, OnnxBackend) and backend.info.num_labels == 11 and backend.info.style_image
+    assert len(lines) == 1  # cached: not trained again
+    with pytest.raises(ValueError, match="runs on onnxruntime only"):
+        paint_models.load_backend(folder, backend="torch")
+
+
+def test_psnr_by_hand():
+    from gauguin.serve.quantize import psnr_db
+
+    reference = np.zeros((1, 1, 4, 4), np.float32)
+    assert psnr_db(reference, reference + 0.1) == pytest.approx(10 * np.log10(255**2 / 12.75**2))  # 26.02 dB
+    assert psnr_db(reference, reference) == float("inf")
+
+
+def test_int8_export_is_checked_and_chosen_only_when_good(paint_checkpoint, tmp_path):
+    import onnxruntime as ort
+
+    from gauguin.serve.engine import OnnxBackend
+    from gauguin.serve.export import export
+    from gauguin.serve.quantize import psnr_db
+
+    description = export(paint_checkpoint, tmp_path / "onnx", quantize="int8")
+    quality = description["graphs"]["generator_int8.onnx"]["quantization"]
+    assert quality["calibration"].startswith("fashion-mnist training data") and quality["check_inputs"] == 16
+    assert quality["passed"] == (quality["psnr_db_min"] >= 30.0)
+    ids = np.zeros((1, 32, 32), np.int64)
+    ids[0, 6:26, 8:24] = 2
+    feeds = {"label_map": ids, "z": np.random.default_rng(0).standard_normal((1, 256), dtype=np.float32)}
+    fp32, int8 = (ort.InferenceSession(str(tmp_path / "onnx" / f)).run(["image"], feeds)[0]
+                  for f in ("generator.onnx", "generator_int8.onnx"))
+    assert 15 < psnr_db(fp32, int8) < 100 and np.abs(fp32 - int8).max() > 0  # quantized, close to fp32
+    model_json = tmp_path / "onnx" / "model.json"
+    for passed, expected in ((True, "int8"), (False, "fp32")):
+        meta = json.loads(model_json.read_text())
+        meta["graphs"]["generator_int8.onnx"]["quantization"]["passed"] = passed
+        model_json.write_text(json.dumps(meta))
+        assert OnnxBackend(tmp_path / "onnx").precision == expected
+    assert OnnxBackend(tmp_path / "onnx", precision="int8").precision == "int8"
+    export(paint_checkpoint, tmp_path / "plain")
+    with pytest.raises(ValueError, match="--quantize int8"):
+        OnnxBackend(tmp_path / "plain", precision="int8")
