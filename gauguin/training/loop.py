@@ -295,8 +295,9 @@ class Trainer:
             return False
         gen = torch.Generator().manual_seed(self.cfg.seed + 11)
         idx = torch.randperm(len(self.dataset), generator=gen)[: self.cfg.eval_samples]
-        with torch.random.fork_rng(devices=[]):  # augmentation must not move the training RNG
-            batch = as_batch(self.dataset.get_batch(idx))
+        with torch.random.fork_rng(devices=[]):  # augmentation must not move the training RNG, and draws
+            torch.manual_seed(self.cfg.seed + 11)  # the same crops at every evaluation (the cached real
+            batch = as_batch(self.dataset.get_batch(idx))  # features are of the first one's images)
         real, labels = batch["image"], batch.get("label")
         fake = self.generate(self.family.inputs_like(batch, gen))
         scores = {"swd": sliced_wasserstein(real, fake)}
