@@ -12,6 +12,17 @@ def tiny_config(out_dir, **overrides) -> DCGANConfig:
     return DCGANConfig.from_dict(values)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for modules of tiny tensors: on a busy CPU, thread hand-offs cost more than the work."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def paint_checkpoint(tmp_path_factory):
     """A tiny SPADE with a style encoder on Fashion-MNIST silhouettes (32 px, 11 labels), 20 steps:

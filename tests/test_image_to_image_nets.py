@@ -19,13 +19,7 @@ from gauguin.nn import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: one intra-op thread avoids thread hand-offs that dominate on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (tests/conftest.py)
 
 
 def n_params(module: torch.nn.Module) -> int:

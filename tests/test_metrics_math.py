@@ -12,13 +12,7 @@ from gauguin.metrics.msssim import C1, MS_SSIM_WEIGHTS, max_scales, ms_ssim, ms_
 from gauguin.metrics.prdc import precision_recall_density_coverage
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_torch_thread():
-    """These tensors are tiny: on a loaded machine, intra-op thread synchronisation costs far more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (tests/conftest.py)
 
 
 def _rng(seed=0):

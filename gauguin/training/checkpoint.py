@@ -116,6 +116,17 @@ def step_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def latest_meta(root: Path) -> tuple[Path, dict] | None:
+    """The newest step checkpoint's meta.json that reads, without verifying its tensor files: the
+    cheap look at a run's config before :func:`load_latest` verifies and loads everything."""
+    for path in reversed(step_checkpoints(root)):
+        try:
+            return path, json.loads((path / META).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return None
+
+
 def load_latest(root: Path) -> tuple[Path, dict, dict] | None:
     """The newest readable checkpoint under ``root``; a corrupt newer one is reported and skipped."""
     for path in reversed(step_checkpoints(root)):

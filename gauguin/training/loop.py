@@ -68,10 +68,10 @@ def run_config(family: str, config_file: str | None, overrides: list[str], resum
     if not resume:
         return cls.from_dict(values)
     out_dir = cls.from_dict(values).out_dir
-    found = ckpt.load_latest(Path(out_dir) / "checkpoints")
+    found = ckpt.latest_meta(Path(out_dir) / "checkpoints")  # the Trainer verifies the files
     if found is None:
         raise ConfigError(f"--resume: no checkpoint under {out_dir}/checkpoints; drop --resume to start a new run")
-    path, _, meta = found
+    path, meta = found
     if meta["family"] != family:
         raise ConfigError(f"--resume: {path} is a {meta['family']} run, not {family}")
     return cls.from_dict({**meta["config"], **values})
