@@ -267,3 +267,38 @@ def test_static_assets_and_no_path_traversal(server):
                  "/static/", "/static/missing.js"]:
         status, _, body = get(server.url + path)
         assert status == 404, (path, status, body[:100])
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("GAUGUIN_REQUIRE_BROWSER"),
+                    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI requires it)")
+def test_page_on_an_onnx_export_without_style_inputs(tmp_path):
+    """A SPADE without the style encoder, served from its ONNX export: the page hides the style controls
+    it cannot use, takes the checkpoint's own label names, and still paints."""
+    from playwright.sync_api import sync_playwright
+    from test_export import make_checkpoint, semantic_data, spade_weights
+
+    from gauguin.serve.app import PaintServer
+    from gauguin.serve.engine import Engine, OnnxBackend
+    from gauguin.serve.export import export
+
+    source = make_checkpoint(tmp_path / "run", "spade", semantic_data(instances=False), prepare=spade_weights,
+                             image_size=32, ngf=4, ndf=4)
+    export(source, tmp_path / "onnx")
+    with PaintServer(Engine(OnnxBackend(tmp_path / "onnx"))) as server, sync_playwright() as playwright:
+        info = json.loads(get(server.url + "/api/labels")[2])
+        assert info["style"] == {"seed": False, "image": False}
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(server.url)
+            ui = Page(page, info)
+            ui.wait_image(0)
+            assert not page.locator("#seed").is_visible() and not page.locator("#style-upload").is_visible()
+            assert page.inner_text("#palette").split("\n")[:2] == ["sky", "tree"]
+            before, n = ui.result(), ui.completed
+            page.click('[data-label="3"]')
+            ui.stroke((2, 2), (29, 29))
+            ui.wait_image(n)
+            assert (ui.label_map() == 3).sum() > 20 and np.abs(ui.result().astype(int) - before).max() > 0
+        finally:
+            browser.close()
