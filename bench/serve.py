@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import io
 import json
 import statistics
@@ -96,7 +97,7 @@ def forward_times(folder: Path, checkpoint: Path, size: int, labels: int, rounds
         with torch.inference_mode():
             return family.generate(G, inputs)
 
-    G_cl = G.to(memory_format=torch.channels_last)
+    G_cl = copy.deepcopy(G).to(memory_format=torch.channels_last)  # .to() is in place: a copy
 
     def eager_bf16():
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
@@ -104,7 +105,6 @@ def forward_times(folder: Path, checkpoint: Path, size: int, labels: int, rounds
 
     with torch.inference_mode():
         bf16_out = eager_bf16().float().numpy()
-    G.to(memory_format=torch.contiguous_format)
 
     backend, fp32 = OnnxBackend(folder, precision="int8"), OnnxBackend(folder, precision="fp32")
     feeds = {"label_map": ids[None]}
@@ -225,7 +225,7 @@ def main() -> None:
         quality = json.loads((trained / "model.json").read_text())["graphs"]["generator_int8.onnx"]["quantization"]
         print(f"int8 quality on the trained default paint model (its export's check): PSNR vs fp32 "
               f"{quality['psnr_db_mean']:.1f} dB mean, {quality['psnr_db_min']:.1f} dB min over "
-              f"{quality['check_inputs']} label maps ({quality['calibration']} for calibration)")
+              f"{quality['check_inputs']} label maps ({quality['inputs']})")
         if args.segmentation:
             scores = segmentation_quality(trained, args.segmentation)
             print(f"  segmenter on {args.segmentation} generated test images: " + ", ".join(

@@ -209,6 +209,16 @@ def test_paint_page_in_a_browser(server):
             page.click("#clear-style")
             ui.wait_image(n)
             assert np.array_equal(ui.result(), seed_image)
+            # a photo larger than the server's pixel limit (3000x2000) is scaled down by the page first
+            big = np.broadcast_to(np.linspace(0, 255, 3000, dtype=np.uint8)[None, :, None], (2000, 3000, 3))
+            n = ui.completed
+            page.set_input_files("#style-file", files=[{"name": "photo.png", "mimeType": "image/png",
+                                                         "buffer": png(np.ascontiguousarray(big))}])
+            ui.wait_image(n)
+            assert not np.array_equal(ui.result(), seed_image) and "error" not in page.inner_text("#status")
+            n = ui.completed
+            page.click("#clear-style")
+            ui.wait_image(n)
 
             # upload a map of grey label ids at twice the size (resized nearest), and one of unknown colours
             ids = np.zeros((64, 64), np.uint8)

@@ -274,7 +274,8 @@ def test_int8_export_is_checked_and_chosen_only_when_good(paint_checkpoint, tmp_
 
     description = export(paint_checkpoint, tmp_path / "onnx", quantize="int8")
     quality = description["graphs"]["generator_int8.onnx"]["quantization"]
-    assert quality["calibration"].startswith("fashion-mnist training data") and quality["check_inputs"] == 16
+    assert quality["inputs"] == "fashion-mnist training data: items 0..15 calibrate, items 16..31 check"
+    assert quality["calibration_inputs"] == quality["check_inputs"] == 16
     assert quality["passed"] == (quality["psnr_db_min"] >= 30.0)
     ids = np.zeros((1, 32, 32), np.int64)
     ids[0, 6:26, 8:24] = 2
@@ -292,3 +293,76 @@ def test_int8_export_is_checked_and_chosen_only_when_good(paint_checkpoint, tmp_
     export(paint_checkpoint, tmp_path / "plain")
     with pytest.raises(ValueError, match="--quantize int8"):
         OnnxBackend(tmp_path / "plain", precision="int8")
+
+
+def test_engine_drops_cancelled_requests_and_refuses_after_close():
+    backend = FakeBackend(delay=0.2)
+    engine = Engine(backend, max_batch=1)
+    ok = np.zeros((8, 8), np.int64)
+    first, second = engine.submit(ok), engine.submit(ok)
+    assert second.cancel()  # its caller gave up while it waited
+    first.result(5)
+    assert engine.generate(ok).shape == (1, 8, 8)  # the worker lives on
+    assert backend.batch_sizes == [1, 1]  # the cancelled request cost no forward pass
+    short = Engine(FakeBackend(), timeout_s=0.05)
+    short.backend.run = lambda feeds: np.zeros((0, 1, 8, 8), np.float32)  # a backend that loses images
+    with pytest.raises(RuntimeError, match="returned 0 images for 1 requests"):
+        short.submit(ok).result(5)
+    engine.close()
+    with pytest.raises(EngineBusy, match="shut down"):
+        engine.submit(ok)
+
+
+def test_timeouts_and_chunked_bodies_over_the_limit_get_clear_answers():
+    import http.client
+
+    engine = Engine(FakeBackend(delay=0.5), max_batch=1, timeout_s=0.2)
+    with PaintServer(engine, limits=Limits(max_request_bytes=2_000)) as server:
+        body = generate_body(png(np.zeros((8, 8), np.uint8)))
+        status, data, headers = post(server.url + "/api/generate", body)
+        assert status == 503 and "no image within 0.2 s" in json.loads(data)["detail"] and headers["retry-after"] == "1"
+
+        def chunked(payload: bytes) -> tuple[int, bytes]:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            chunks = (payload[i:i + 500] for i in range(0, len(payload), 500))
+            connection.request("POST", "/api/generate", chunks, {"Content-Type": "application/json"},
+                               encode_chunked=True)
+            response = connection.getresponse()
+            return response.status, response.read()
+
+        status, data = chunked(b'{"label_map": "' + b"A" * 5_000 + b'"}')
+        assert status == 413 and "2000 bytes" in json.loads(data)["detail"]
+        engine.timeout_s = 5
+        status, data = chunked(body)  # under the limit: passes whole
+        assert status == 200 and Image.open(io.BytesIO(data)).size == (8, 8)
+        assert json.loads(urllib.request.urlopen(server.url + "/api/health").read())["status"] == "ok"
+
+
+def test_an_export_that_failed_its_parity_check_is_not_served(paint_checkpoint, tmp_path):
+    from gauguin.serve.engine import OnnxBackend
+    from gauguin.serve.export import export
+
+    export(paint_checkpoint, tmp_path / "onnx")
+    model_json = tmp_path / "onnx" / "model.json"
+    meta = json.loads(model_json.read_text())
+    meta["graphs"]["generator.onnx"]["parity"]["passed"] = False
+    model_json.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="failed its parity check .* export the checkpoint again"):
+        OnnxBackend(tmp_path / "onnx")
+
+
+def test_a_failed_quantization_leaves_an_fp32_export_to_serve(paint_checkpoint, tmp_path, monkeypatch):
+    from gauguin.serve import export as export_module
+    from gauguin.serve.engine import OnnxBackend
+    from gauguin.serve.paint_models import export_for_serving
+
+    def broken(*args):
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(export_module, "quantize_int8", broken)
+    with pytest.raises(export_module.QuantizationError, match="no kernel for this op.*without --quantize"):
+        export_module.export(paint_checkpoint, tmp_path / "first", quantize="int8")
+    assert not (tmp_path / "first").exists()  # nothing written
+    lines = []
+    export_for_serving(paint_checkpoint, tmp_path / "served", lines.append)
+    assert "serving fp32" in lines[0] and OnnxBackend(tmp_path / "served").precision == "fp32"

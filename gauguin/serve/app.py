@@ -10,6 +10,7 @@ instead; the engine's worker is never touched by a request that fails validation
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import socket
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from .engine import Engine, EngineBusy, RequestError, decode_label_map, decode_style_image, to_png
@@ -38,7 +40,7 @@ class GenerateRequest(BaseModel):
 
 class Limits(BaseModel):
     max_request_bytes: int = 8 << 20
-    max_pixels: int = 2048 * 2048
+    max_pixels: int = 2048 * 1024  # a full Cityscapes frame
 
 
 def _b64(text: str, what: str) -> bytes:
@@ -51,7 +53,8 @@ def _b64(text: str, what: str) -> bytes:
 
 
 class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read into memory."""
+    """ASGI middleware: a request body over ``limit`` bytes gets 413, whether it declares its length or
+    comes in chunks; the app sees only bodies within the limit (read here, then handed on whole)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -62,29 +65,31 @@ class _BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await self._too_large(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._too_large(scope, receive, send)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        async def replay():
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: wait for the disconnect, as the server would
+            message, body = {"type": "http.request", "body": body, "more_body": False}, None
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope, receive, send):
         response = JSONResponse({"detail": f"request body over the server's limit of {self.limit} bytes; send a "
                                            "smaller label map (the model needs only its own size)"}, 413)
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
@@ -112,12 +117,12 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
                                        '{"label_map": "<base64 PNG>", "seed": 0}'}, 400)
 
     @app.get("/api/health", tags=["paint"])
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: answers while every worker thread waits on the model
         return {"status": "ok", "family": info.family, "image_size": list(info.image_size),
                 "waiting": engine.waiting, "served": engine.served, "uptime_s": round(time.time() - started, 1)}
 
     @app.get("/api/labels", tags=["paint"])
-    def labels() -> dict:
+    async def labels() -> dict:
         return info.to_dict()
 
     @app.post("/api/generate", tags=["paint"], response_class=Response,
@@ -126,17 +131,26 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
                          415: {"description": "not a PNG, or a PNG mode that holds no label ids"},
                          422: {"description": "label ids out of range, or a style the model cannot take"},
                          503: {"description": "queue full, retry"}})
-    def generate(body: GenerateRequest) -> Response:
+    async def generate(body: GenerateRequest) -> Response:
         start = time.perf_counter()
-        label_map = decode_label_map(_b64(body.label_map, "label_map"), info, limits.max_pixels)
-        style = None
-        if body.style_image:
-            if not info.style_image:
-                raise RequestError("this model has no style encoder: send a seed instead of a style_image")
-            style = decode_style_image(_b64(body.style_image, "style_image"), info, limits.max_pixels)
-        image = engine.generate(label_map, body.seed, style)
-        return Response(to_png(image), media_type="image/png",
+        label_map, style = await run_in_threadpool(decode, body)  # decoding: a worker thread, released
+        future = engine.submit(label_map, body.seed, style)   # while the model runs (the loop awaits it)
+        try:
+            image = await asyncio.wait_for(asyncio.wrap_future(future), engine.timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()  # still queued: the engine drops it
+            raise EngineBusy(f"no image within {engine.timeout_s:g} s (the server is overloaded); try again") from None
+        png = await run_in_threadpool(to_png, image)
+        return Response(png, media_type="image/png",
                         headers={"X-Gauguin-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.1f}"})
+
+    def decode(body: GenerateRequest):
+        label_map = decode_label_map(_b64(body.label_map, "label_map"), info, limits.max_pixels)
+        if not body.style_image:
+            return label_map, None
+        if not info.style_image:
+            raise RequestError("this model has no style encoder: send a seed instead of a style_image")
+        return label_map, decode_style_image(_b64(body.style_image, "style_image"), info, limits.max_pixels)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

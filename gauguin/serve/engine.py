@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -147,6 +148,11 @@ class OnnxBackend:
             self.precision, file = "fp32", "generator.onnx"
         else:
             raise ValueError(f"onnxruntime runs precision fp32, int8 or auto, not {precision!r}")
+        for name in ("generator.onnx", "style_encoder.onnx"):
+            parity = (graphs.get(name) or {}).get("parity")
+            if parity is not None and not parity["passed"]:
+                raise ValueError(f"{self.folder / name} failed its parity check at export (max abs diff "
+                                 f"{parity['max_abs_diff']:.3g}): it is not served; export the checkpoint again")
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.folder / file), options, providers=providers)
@@ -155,7 +161,7 @@ class OnnxBackend:
             self.encoder = ort.InferenceSession(str(self.folder / "style_encoder.onnx"), options, providers=providers)
         inputs = [i.name for i in self.session.get_inputs()]
         z_dim = next((int(i.shape[1]) for i in self.session.get_inputs() if i.name == "z"), 0)
-        self.info = model_info_from_meta(meta.get("meta", meta), inputs, z_dim, self.encoder is not None,
+        self.info = model_info_from_meta(meta, inputs, z_dim, self.encoder is not None,
                                          str(self.folder))
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -205,8 +211,8 @@ class TorchBackend:
 
 # ---------------------------------------------------------------------------- request decoding
 def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An id map at ``size`` by nearest neighbour (pixel centres, as PyTorch's ``nearest-exact``)."""
-    h, w = ids.shape
+    """An id map ``[H, W, ...]`` at ``size`` by nearest neighbour (pixel centres, as PyTorch's ``nearest-exact``)."""
+    h, w = ids.shape[:2]
     if (h, w) == tuple(size):
         return ids
     rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
@@ -218,6 +224,8 @@ def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
     """A decoded image of at most ``max_pixels``, checked before its pixels are decoded."""
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise RequestError(f"{what} is too large ({err})", 413) from err
     except Exception as err:  # PIL raises several types for undecodable bytes
         raise RequestError(f"{what} is not a readable image ({type(err).__name__}); send a PNG", 415) from err
     if image.width * image.height > max_pixels:
@@ -237,22 +245,20 @@ def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarra
     if image.format != "PNG":
         raise RequestError(f"label_map is a {image.format} image; send a PNG (lossy formats change the ids)", 415)
     if image.mode in ("L", "P"):
-        ids = np.asarray(image, dtype=np.int64)
-    elif image.mode in ("RGB", "RGBA"):
-        ids = colors_to_label_ids(np.asarray(image.convert("RGB")), info)
-    else:
-        raise RequestError(f"label_map has PNG mode {image.mode}; send 8-bit grey (L) or palette (P) pixels holding "
-                           "label ids, or RGB pixels in the labels' colours", 415)
-    high = int(ids.max())
-    if high >= info.num_labels:
-        bad = np.unique(ids[ids >= info.num_labels])[:8].tolist()
-        raise RequestError(f"label_map holds label id(s) {bad}; this model has labels 0..{info.num_labels - 1} "
-                           "(GET /api/labels)")
-    return resize_ids(ids, info.image_size)
+        ids = np.asarray(image)
+        if int(ids.max()) >= info.num_labels:
+            bad = np.unique(ids[ids >= info.num_labels])[:8].tolist()
+            raise RequestError(f"label_map holds label id(s) {bad}; this model has labels 0..{info.num_labels - 1} "
+                               "(GET /api/labels)")
+        return resize_ids(ids, info.image_size).astype(np.int64)
+    if image.mode in ("RGB", "RGBA"):  # resized first: colours are looked up (and checked) on the model's pixels
+        return colors_to_label_ids(resize_ids(np.asarray(image.convert("RGB")), info.image_size), info)
+    raise RequestError(f"label_map has PNG mode {image.mode}; send 8-bit grey (L) or palette (P) pixels holding "
+                       "label ids, or RGB pixels in the labels' colours", 415)
 
 
 def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
-    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    codes = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     table = {(r << 16) | (g << 8) | b: label.id for label in info.labels for r, g, b in [label.color]}
     unique, inverse = np.unique(codes, return_inverse=True)
     unknown = [int(c) for c in unique if int(c) not in table]
@@ -288,11 +294,12 @@ class _Request:
 
 
 class Engine:
-    """Thread-safe front of a backend: ``generate`` may be called from any number of threads.
+    """Thread-safe front of a backend: ``submit`` / ``generate`` may be called from any number of threads.
 
     One worker thread owns the backend. Requests wait in a queue of ``queue_size``; a full queue
     raises :class:`EngineBusy` at once. The worker takes every waiting request (up to ``max_batch``)
-    into one batch, so concurrent clients share a forward pass.
+    into one batch, so concurrent clients share a forward pass. A request whose caller gave up
+    (its future cancelled, e.g. after a timeout) is dropped before it costs a forward pass.
     """
 
     def __init__(self, backend: Backend, max_batch: int = 8, queue_size: int = 64, timeout_s: float = 60.0):
@@ -301,6 +308,7 @@ class Engine:
         self.max_batch = max_batch
         self.timeout_s = timeout_s
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=queue_size)
+        self._closed = False
         self.served = 0
         self.batches = 0
         self._worker = threading.Thread(target=self._work, name="gauguin-engine", daemon=True)
@@ -331,6 +339,8 @@ class Engine:
             raise RequestError(f"label map is {label_map.shape}, the model needs {self.info.image_size}")
         if style is not None and not self.info.style_image:
             raise RequestError("this model has no style encoder: it takes a seed, not a style image")
+        if self._closed:
+            raise EngineBusy("the engine is shut down")
         request = _Request(label_map.astype(np.int64, copy=False), int(seed), style)
         try:
             self._queue.put_nowait(request)
@@ -339,18 +349,30 @@ class Engine:
         return request.future
 
     def generate(self, label_map: np.ndarray, seed: int = 0, style: np.ndarray | None = None) -> np.ndarray:
-        return self.submit(label_map, seed, style).result(self.timeout_s)
+        """One image ``[C, H, W]``; :class:`EngineBusy` if it is not done within ``timeout_s``."""
+        future = self.submit(label_map, seed, style)
+        try:
+            return future.result(self.timeout_s)
+        except FutureTimeout:
+            future.cancel()  # still queued: the worker drops it
+            raise EngineBusy(f"no image within {self.timeout_s:g} s (the server is overloaded); try again") from None
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Finish the requests already queued, then stop the worker; later submits raise EngineBusy."""
+        self._closed = True
+        try:
+            self._queue.put(None, timeout=self.timeout_s)
+        except queue.Full:
+            pass
         self._worker.join(timeout=self.timeout_s)
 
     def _work(self) -> None:
-        while True:
+        stop = False
+        while not stop:
             first = self._queue.get()
             if first is None:
                 return
@@ -361,9 +383,10 @@ class Engine:
                 except queue.Empty:
                     break
                 if more is None:
-                    self._queue.put(None)  # stop after this batch
+                    stop = True  # close(): finish this batch, then return
                     break
                 batch.append(more)
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]  # callers that gave up: dropped
             # requests with a style image and requests with a seed go in separate passes
             for group in ([r for r in batch if r.style is None], [r for r in batch if r.style is not None]):
                 if group:
@@ -374,6 +397,8 @@ class Engine:
             styles = np.stack([r.style for r in group]) if group[0].style is not None else None
             feeds = self.inputs(np.stack([r.label_map for r in group]), [r.seed for r in group], styles)
             images = self.backend.run(feeds)
+            if len(images) != len(group):
+                raise RuntimeError(f"the backend returned {len(images)} images for {len(group)} requests")
         except Exception as err:  # the worker never dies: each caller gets the error
             for request in group:
                 request.future.set_exception(err)

@@ -49,12 +49,12 @@ from ..fileio import file_sha256, save_safetensors_atomic, write_bytes_atomic
 from ..nn.spectral import fold_spectral_norm
 from ..nn.unet import NoiseDropout
 from ..sampling import LoadedGenerator, load_generator
+from .engine import MODEL_JSON
 from .quantize import CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, model_inputs, quantize_int8
 
 FORMAT = "gauguin-export-1"  # model.json's format version
 WEIGHTS_FORMAT = "gauguin-generator-1"  # the safetensors metadata "format"
 FORMATS = ("onnx", "safetensors")
-MODEL_JSON = "model.json"
 OPSET = 18  # the lowest opset torch's dynamo exporter writes without a version conversion
 PARITY_TOLERANCE = 1e-4  # max abs diff between onnxruntime and PyTorch, on outputs in [-1, 1]
 PARITY_SEED = 0
@@ -64,6 +64,10 @@ Inputs = dict[str, Tensor]
 
 class ExportError(RuntimeError):
     """A generator that cannot be exported, or a graph whose outputs do not match PyTorch's."""
+
+
+class QuantizationError(ExportError):
+    """``--quantize int8`` failed; the fp32 export itself is fine (exported again without it)."""
 
 
 @dataclasses.dataclass
@@ -357,15 +361,15 @@ def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: b
             "dynamic_axes": {v["name"]: {str(i): d for i, d in enumerate(v["shape"]) if isinstance(d, str)}
                              for v in describe_values([*proto.graph.input, *proto.graph.output])},
             "spatial": spatial, "parity": parity}))
+    if quantize:
+        built.append(_quantized(loaded, graphs, built))
     description = _describe(loaded, "onnx", info)
     description.update(opset=opset, exporter="torch.onnx.export(dynamo=True)", graphs={})
     for file, model, entry in built:
         write_bytes_atomic(out / file, model)
         description["graphs"][file] = {**entry, "sha256": file_sha256(out / file)}
-    if quantize:
-        description["graphs"][INT8_FILE] = _quantized(loaded, graphs, description["graphs"], out)
     _write_json(out / MODEL_JSON, description)
-    failed = [(f, e["parity"]["max_abs_diff"]) for f, _, e in built if e["parity"] and not e["parity"]["passed"]]
+    failed = [(f, e["parity"]["max_abs_diff"]) for f, _, e in built if e.get("parity") and not e["parity"]["passed"]]
     if failed:
         figures = ", ".join(f"{f} max abs diff {d:.3g}" for f, d in failed)
         raise ExportError(f"parity check failed: {figures} > {PARITY_TOLERANCE} between onnxruntime and PyTorch; "
@@ -373,21 +377,26 @@ def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: b
     return description
 
 
-def _quantized(loaded: LoadedGenerator, graphs: list[Graph], written: dict[str, Any], out: Path) -> dict[str, Any]:
-    """``generator_int8.onnx``: calibrated on the model's first training inputs, checked on later ones."""
+def _quantized(loaded: LoadedGenerator, graphs: list[Graph], built: list) -> tuple[str, bytes, dict[str, Any]]:
+    """``generator_int8.onnx`` (file, bytes, model.json entry): calibrated on some of the model's training
+    inputs, its PSNR against the fp32 graph measured on others. Quantization failures: QuantizationError."""
     graph = next((g for g in graphs if g.file == "generator.onnx"), None)
     if graph is None:
-        raise ExportError(f"--quantize int8 quantizes generator.onnx; a {loaded.family.name} export has "
-                          f"{', '.join(g.file for g in graphs)}")
-    names = [v["name"] for v in written["generator.onnx"]["inputs"]]
-    (calibration, source), (check, _) = (model_inputs(loaded, graph.make_inputs, n, offset) for n, offset in
-                                         ((CALIBRATION_INPUTS, 0), (CHECK_INPUTS, 10_000)))
+        raise QuantizationError(f"--quantize int8 quantizes generator.onnx; a {loaded.family.name} export has "
+                                f"{', '.join(g.file for g in graphs)}")
+    _, fp32, entry = next(b for b in built if b[0] == "generator.onnx")
+    names = [v["name"] for v in entry["inputs"]]
+    calibration, check, source = model_inputs(loaded, graph.make_inputs, CALIBRATION_INPUTS, CHECK_INPUTS)
     calibration, check = ([{k: v for k, v in feeds.items() if k in names} for feeds in part]
                           for part in (calibration, check))
-    quality = quantize_int8(out / "generator.onnx", out / INT8_FILE, calibration, check)
-    entry = {k: written["generator.onnx"][k] for k in ("inputs", "outputs", "dynamic_axes", "spatial")}
-    return {"file": INT8_FILE, "bytes": (out / INT8_FILE).stat().st_size, "sha256": file_sha256(out / INT8_FILE),
-            **entry, "quantization": {**quality, "calibration": source}}
+    try:
+        model, quality = quantize_int8(fp32, calibration, check)
+    except Exception as err:  # onnxruntime's quantizer raises many types
+        raise QuantizationError(f"int8 quantization of generator.onnx failed ({type(err).__name__}: "
+                                f"{(str(err).strip().splitlines() or [''])[0][:200]}); export without --quantize") from err
+    described = {k: entry[k] for k in ("inputs", "outputs", "dynamic_axes", "spatial")}
+    return INT8_FILE, model, {"file": INT8_FILE, "bytes": len(model), **described,
+                              "quantization": {**quality, "inputs": source}}
 
 
 # ---------------------------------------------------------------------------- safetensors, model.json

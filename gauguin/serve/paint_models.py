@@ -30,7 +30,6 @@ def default_paint_model(progress: bool = True, log=print) -> Path:
     from ..sampling import read_checkpoint
     from ..training import train
     from ..training.checkpoint import step_checkpoints
-    from .export import export
 
     root = default_model_dir()
     exported = root / "onnx"
@@ -43,21 +42,31 @@ def default_paint_model(progress: bool = True, log=print) -> Path:
         log(f"gauguin paint: training the default model (SPADE on Fashion-MNIST silhouettes, {cfg.steps} steps, "
             f"about 8 minutes on 2 cores) into {run}; this happens once" + (" (resuming)" if done else ""))
         train("spade", cfg, resume=bool(done))
-    export(run, exported, quantize="int8")
+    export_for_serving(run, exported, log)
     return exported
+
+
+def export_for_serving(checkpoint: str | Path, out: Path, log=print) -> None:
+    """The ONNX export with its int8 graph; where quantization fails, the fp32 export alone."""
+    from .export import QuantizationError, export
+
+    try:
+        export(checkpoint, out, quantize="int8")
+    except QuantizationError as err:
+        log(f"gauguin paint: {err}; serving fp32")
+        export(checkpoint, out)
 
 
 def exported_checkpoint(checkpoint: str | Path, log=print) -> Path:
     """The ONNX export of a gauguin checkpoint, made once and cached by the weights' content hash."""
     from ..fileio import file_sha256
     from ..sampling import read_checkpoint
-    from .export import export
 
     folder = read_checkpoint(checkpoint)[0]
     out = user_cache_dir("paint", "exports", file_sha256(folder / "weights.safetensors")[:20])
     if not (out / "model.json").is_file():
         log(f"gauguin paint: exporting {folder} to ONNX ({out})")
-        export(folder, out, quantize="int8")
+        export_for_serving(folder, out, log)
     return out
 
 

@@ -28,14 +28,12 @@ def psnr_db(reference: np.ndarray, image: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def quantize_int8(source: Path, out: Path, calibration: list[dict[str, np.ndarray]],
-                  check: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Quantize the ONNX graph ``source`` into ``out``; returns its quality record for model.json."""
+def quantize_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
+                  check: list[dict[str, np.ndarray]]) -> tuple[bytes, dict[str, Any]]:
+    """The int8 version of the ONNX ``model`` and its quality record for model.json."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from ..fileio import write_bytes_atomic
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -45,43 +43,49 @@ def quantize_int8(source: Path, out: Path, calibration: list[dict[str, np.ndarra
             return next(self.items, None)
 
     with tempfile.TemporaryDirectory() as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        source, prepared, quantized = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(model)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # fold constants, infer shapes
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        model = quantized.read_bytes()
+        int8_model = quantized.read_bytes()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    fp32, int8 = (ort.InferenceSession(m, options, providers=["CPUExecutionProvider"])
-                  for m in (str(source), model))
+    fp32, int8 = (ort.InferenceSession(m, options, providers=["CPUExecutionProvider"]) for m in (model, int8_model))
     psnrs, worst = [], 0.0
     for feeds in check:
         reference, image = fp32.run(["image"], feeds)[0], int8.run(["image"], feeds)[0]
         psnrs.append(psnr_db(reference, image))
         worst = max(worst, float(np.abs(reference - image).max()))
-    write_bytes_atomic(out, model)
-    mean_psnr = float(np.mean(psnrs))
-    return {"scheme": "static QDQ, Conv only, per-channel int8 weights, uint8 activations",
-            "calibration_inputs": len(calibration), "check_inputs": len(check), "psnr_db_mean": round(mean_psnr, 2),
-            "psnr_db_min": round(float(min(psnrs)), 2), "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB,
-            "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
+    return int8_model, {
+        "scheme": "static QDQ, Conv only, per-channel int8 weights, uint8 activations",
+        "calibration_inputs": len(calibration), "check_inputs": len(check),
+        "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
+        "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
 
 
-def model_inputs(loaded, make_inputs, count: int, offset: int) -> tuple[list[dict[str, np.ndarray]], str]:
-    """``count`` single-image inputs of the generator: from the model's training data where it can be
-    read (label maps for semantic models, with their family's z / feature draws), else ``make_inputs``
-    (layout-like random maps). Returns them and where they came from."""
+def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list, list, str]:
+    """Single-image generator inputs: ``calibrate`` for the calibration and ``check`` others for the
+    quality check, from the model's training data where it can be read and fits the model (label maps
+    with their family's z / feature draws: items 0..calibrate-1 and the next ``check``), else layout-like
+    random inputs from ``make_inputs`` (two different draws). Returns them and where they came from."""
     import torch
 
-    family = loaded.family
-    generator = torch.Generator().manual_seed(offset)
+    family, n = loaded.family, calibrate + check
+    generator = torch.Generator().manual_seed(0)
     try:
         dataset = type(family).build_dataset(family.cfg)
-        batch = dataset.get_batch(torch.arange(offset, offset + count) % len(dataset))
+        if len(dataset) < n:
+            raise ValueError(f"{len(dataset)} items, {n} needed")
+        batch = dataset.get_batch(torch.arange(n))
+        labels = batch.get("label_map")
+        if labels is not None and int(labels.max()) >= loaded.data.num_labels:
+            raise ValueError("its label ids do not fit the model")
         inputs = family.inputs_like(batch, generator)
-        source = f"{family.cfg.dataset} training data, items {offset}..{offset + count - 1}"
-    except Exception as err:  # no data here (a model trained elsewhere): random layouts instead
-        inputs = make_inputs(count, loaded.image_size, generator)
-        source = f"random layout-like inputs (training data not readable here: {type(err).__name__})"
-    inputs = {k: v for k, v in inputs.items() if k != "real"}
-    return [{k: v[i:i + 1].numpy() for k, v in inputs.items()} for i in range(count)], source
+        source = (f"{family.cfg.dataset} training data: items 0..{calibrate - 1} calibrate, "
+                  f"items {calibrate}..{n - 1} check")
+    except Exception as err:  # no data here (a model trained elsewhere), or data of another shape
+        inputs = make_inputs(n, loaded.image_size, generator)
+        source = f"random layout-like inputs, {calibrate} calibrate, {check} others check (training data: {err})"
+    single = [{k: v[i:i + 1].numpy() for k, v in inputs.items() if k != "real"} for i in range(n)]
+    return single[:calibrate], single[calibrate:], source

@@ -250,6 +250,23 @@
     });
   }
 
+  // A photo with a longest side over `side` pixels is scaled down to it (a PNG) before it is sent: the
+  // model uses it at its own small size, and phone photos would exceed the server's pixel limit.
+  async function shrunk(dataURL, side) {
+    const image = new Image();
+    image.src = dataURL;
+    await image.decode();
+    const scale = side / Math.max(image.naturalWidth, image.naturalHeight);
+    if (scale >= 1) return dataURL;
+    const small = document.createElement("canvas");
+    small.width = Math.max(1, Math.round(image.naturalWidth * scale));
+    small.height = Math.max(1, Math.round(image.naturalHeight * scale));
+    const context = small.getContext("2d");
+    context.imageSmoothingQuality = "high";
+    context.drawImage(image, 0, 0, small.width, small.height);
+    return small.toDataURL("image/png");
+  }
+
   function setStyleImage(dataURL) {
     styleImage = dataURL;
     $("#style-preview").hidden = $("#clear-style").hidden = !dataURL;
@@ -308,7 +325,7 @@
       event.target.value = "";
       if (!file) return;
       if (!/^image\/(png|jpeg)$/.test(file.type)) { status(`${file.name} is not a PNG or JPEG image`, true); return; }
-      setStyleImage(await readDataURL(file));
+      setStyleImage(await shrunk(await readDataURL(file), 1024));
     });
     $("#clear-style").addEventListener("click", () => setStyleImage(null));
     $("#upload-labels-button").addEventListener("click", () => $("#upload-labels").click());
