@@ -113,16 +113,9 @@ class LoadedGenerator:
 
     def read_image(self, path: str | Path, channels: int) -> torch.Tensor:
         """An image file as ``[1, channels, H, W]`` in [-1, 1] at the model's size (bicubic)."""
-        import numpy as np
+        from .data.semantic import model_pixels, read_rgb_image
 
-        from .data.semantic import read_rgb_image
-
-        image = read_rgb_image(path)
-        if channels == 1:
-            image = image.convert("L")
-        pixels = torch.from_numpy(np.array(image.resize(self.image_size[::-1], resample=3))).float()
-        pixels = pixels.view(*pixels.shape[:2], -1).permute(2, 0, 1)
-        return (pixels / 127.5 - 1.0).unsqueeze(0)
+        return torch.from_numpy(model_pixels(read_rgb_image(path), self.image_size, channels)).unsqueeze(0)
 
     @torch.no_grad()
     def translate_images(self, images: torch.Tensor, direction: str | None = None) -> torch.Tensor:

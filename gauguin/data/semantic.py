@@ -106,6 +106,13 @@ def read_instance_file(path: str | Path) -> np.ndarray:
     return array
 
 
+def model_pixels(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A photo as a model input: ``[channels, H, W]`` float32 in [-1, 1] at ``size`` (H, W), bicubic."""
+    image = image.convert("L" if channels == 1 else "RGB")
+    pixels = np.asarray(image.resize(size[::-1], resample=Image.BICUBIC), dtype=np.float32)
+    return pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1) / 127.5 - 1.0
+
+
 def read_rgb_image(path: str | Path) -> Image.Image:
     """The photo at ``path`` as an RGB PIL image, pixels exactly as stored (no EXIF rotation:
     label maps are drawn on the stored pixels); 16-bit grey is scaled, alpha goes on white."""
@@ -205,16 +212,22 @@ def unique_colors(rgb: np.ndarray) -> list[RGB]:
     return [(int(c >> 16), int((c >> 8) & 255), int(c & 255)) for c in codes]
 
 
-def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path = "label map") -> np.ndarray:
-    """Label ids ``[H, W]`` (int32) of an RGB label map; a colour absent from ``palette`` is a
-    :class:`BadDataError` naming the file and the colour."""
+def lookup_colors(rgb: np.ndarray, palette: Mapping[int, RGB]) -> tuple[np.ndarray, np.ndarray]:
+    """Ids ``[H, W]`` (int32) of the pixels of an RGB array by ``palette`` (id -> colour), and the mask
+    of pixels whose colour the palette does not list (their id is arbitrary)."""
     codes = np.array([(r << 16) | (g << 8) | b for r, g, b in palette.values()], dtype=np.uint32)
     ids = np.array(list(palette.keys()), dtype=np.int32)
     order = np.argsort(codes)
     codes, ids = codes[order], ids[order]
     pixels = _colour_codes(rgb)
     pos = np.minimum(np.searchsorted(codes, pixels), len(codes) - 1)
-    unknown = codes[pos] != pixels
+    return ids[pos], codes[pos] != pixels
+
+
+def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path = "label map") -> np.ndarray:
+    """Label ids ``[H, W]`` (int32) of an RGB label map; a colour absent from ``palette`` is a
+    :class:`BadDataError` naming the file and the colour."""
+    ids, unknown = lookup_colors(rgb, palette)
     if unknown.any():
         bad = unique_colors(rgb[unknown][:, None, :])
         shown = ", ".join(str(list(c)) for c in bad[:_SHOWN_IN_MESSAGES])
@@ -223,7 +236,7 @@ def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path 
             f"label map {path} has {int(unknown.sum())} pixel(s) of colour(s) {shown}{more} that the "
             "palette does not list. Fix: add these colours to the palette file, or pass palette='infer'."
         )
-    return ids[pos]
+    return ids
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -307,9 +320,9 @@ class Preprocessing:
         return _Plan(resize, top, left, crop_h, crop_w, self.flip and u_flip < 0.5)
 
 
-def _nearest_indices(size_in: int, size_out: int, start: int, length: int) -> np.ndarray:
+def nearest_indices(size_in: int, size_out: int, start: int = 0, length: int | None = None) -> np.ndarray:
     """Source indices of output pixels ``start .. start+length-1`` of a nearest resize (pixel centers)."""
-    out = np.arange(start, start + length, dtype=np.float64)
+    out = np.arange(start, start + (size_out if length is None else length), dtype=np.float64)
     return np.minimum(((out + 0.5) * size_in / size_out).astype(np.int64), size_in - 1)
 
 
@@ -318,8 +331,8 @@ def apply_to_ids(array: np.ndarray, plan: _Plan) -> np.ndarray:
     only ids of the input."""
     height, width = array.shape
     out_w, out_h = plan.resize or (width, height)
-    rows = _nearest_indices(height, out_h, plan.top, plan.height)
-    cols = _nearest_indices(width, out_w, plan.left, plan.width)
+    rows = nearest_indices(height, out_h, plan.top, plan.height)
+    cols = nearest_indices(width, out_w, plan.left, plan.width)
     if plan.flip:
         cols = cols[::-1]
     return array[np.ix_(rows, cols)]

@@ -138,8 +138,7 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
         try:
             image = await asyncio.wait_for(asyncio.wrap_future(future), engine.timeout_s)
         except asyncio.TimeoutError:
-            future.cancel()  # still queued: the engine drops it
-            raise EngineBusy(f"no image within {engine.timeout_s:g} s (the server is overloaded); try again") from None
+            raise engine.give_up(future) from None
         png = await run_in_threadpool(to_png, image)
         return Response(png, media_type="image/png",
                         headers={"X-Gauguin-Latency-Ms": f"{(time.perf_counter() - start) * 1000:.1f}"})

@@ -212,12 +212,12 @@ class TorchBackend:
 # ---------------------------------------------------------------------------- request decoding
 def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An id map ``[H, W, ...]`` at ``size`` by nearest neighbour (pixel centres, as PyTorch's ``nearest-exact``)."""
+    from ..data.semantic import nearest_indices
+
     h, w = ids.shape[:2]
     if (h, w) == tuple(size):
         return ids
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(np.int64), w - 1)
-    return ids[rows[:, None], cols[None, :]]
+    return ids[np.ix_(nearest_indices(h, size[0]), nearest_indices(w, size[1]))]
 
 
 def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
@@ -258,22 +258,20 @@ def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarra
 
 
 def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
-    codes = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    table = {(r << 16) | (g << 8) | b: label.id for label in info.labels for r, g, b in [label.color]}
-    unique, inverse = np.unique(codes, return_inverse=True)
-    unknown = [int(c) for c in unique if int(c) not in table]
-    if unknown:
-        shown = [f"#{c:06x}" for c in unknown[:5]]
+    from ..data.semantic import lookup_colors, unique_colors
+
+    ids, unknown = lookup_colors(rgb, {label.id: label.color for label in info.labels})
+    if unknown.any():
+        shown = ["#%02x%02x%02x" % color for color in unique_colors(rgb[unknown][:, None, :])[:5]]
         raise RequestError(f"label_map has colour(s) {shown} that are no label's colour (GET /api/labels)")
-    return np.array([table[int(c)] for c in unique], dtype=np.int64)[inverse].reshape(codes.shape)
+    return ids.astype(np.int64)
 
 
 def decode_style_image(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
     """A style photo as ``[C, H, W]`` float32 in [-1, 1] at the model's size (bicubic)."""
-    image = open_png(data, "style_image", max_pixels).convert("L" if info.channels == 1 else "RGB")
-    pixels = np.asarray(image.resize(info.image_size[::-1], resample=Image.BICUBIC), dtype=np.float32)
-    pixels = pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1)
-    return pixels / 127.5 - 1.0
+    from ..data.semantic import model_pixels
+
+    return model_pixels(open_png(data, "style_image", max_pixels), info.image_size, info.channels)
 
 
 def to_png(image: np.ndarray) -> bytes:
@@ -354,8 +352,12 @@ class Engine:
         try:
             return future.result(self.timeout_s)
         except FutureTimeout:
-            future.cancel()  # still queued: the worker drops it
-            raise EngineBusy(f"no image within {self.timeout_s:g} s (the server is overloaded); try again") from None
+            raise self.give_up(future) from None
+
+    def give_up(self, future: Future) -> EngineBusy:
+        """After a timeout: cancel ``future`` (still queued, the worker drops it); the error to raise."""
+        future.cancel()
+        return EngineBusy(f"no image within {self.timeout_s:g} s (the server is overloaded); try again")
 
     @property
     def waiting(self) -> int:

@@ -27,9 +27,8 @@ def default_model_dir() -> Path:
 def default_paint_model(progress: bool = True, log=print) -> Path:
     """The export folder of the default model, trained and exported on first use."""
     from ..models.spade import SPADEConfig
-    from ..sampling import read_checkpoint
     from ..training import train
-    from ..training.checkpoint import step_checkpoints
+    from ..training.checkpoint import latest_meta
 
     root = default_model_dir()
     exported = root / "onnx"
@@ -37,11 +36,11 @@ def default_paint_model(progress: bool = True, log=print) -> Path:
         return exported
     run = root / "run"
     cfg = SPADEConfig.from_dict({**DEFAULT_CONFIG, "out_dir": str(run), "progress": progress})
-    done = step_checkpoints(run / "checkpoints") if (run / "checkpoints").is_dir() else []
-    if not done or read_checkpoint(run)[2]["step"] < cfg.steps:  # not trained, or interrupted
+    newest = latest_meta(run / "checkpoints")
+    if newest is None or newest[1]["step"] < cfg.steps:  # not trained, or interrupted
         log(f"gauguin paint: training the default model (SPADE on Fashion-MNIST silhouettes, {cfg.steps} steps, "
-            f"about 8 minutes on 2 cores) into {run}; this happens once" + (" (resuming)" if done else ""))
-        train("spade", cfg, resume=bool(done))
+            f"about 8 minutes on 2 cores) into {run}; this happens once" + (" (resuming)" if newest else ""))
+        train("spade", cfg, resume=newest is not None)
     export_for_serving(run, exported, log)
     return exported
 

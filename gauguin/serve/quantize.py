@@ -87,5 +87,5 @@ def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list,
     except Exception as err:  # no data here (a model trained elsewhere), or data of another shape
         inputs = make_inputs(n, loaded.image_size, generator)
         source = f"random layout-like inputs, {calibrate} calibrate, {check} others check (training data: {err})"
-    single = [{k: v[i:i + 1].numpy() for k, v in inputs.items() if k != "real"} for i in range(n)]
+    single = [{k: v[i:i + 1].numpy() for k, v in inputs.items()} for i in range(n)]
     return single[:calibrate], single[calibrate:], source

@@ -160,6 +160,13 @@ class Trainer:
         return {k: v.contiguous(memory_format=self.memory_format) if v.dim() == 4 and v.is_floating_point() else v
                 for k, v in batch.items()}  # images (and image inputs) in the networks' layout
 
+    def _update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, network: nn.Module) -> None:
+        """One optimizer step of ``network`` on ``loss`` (gradients averaged over the ranks)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        average_gradients(network, self.dist)
+        optimizer.step()
+
     def train_step(self, step: int) -> dict[str, float]:
         """One iteration: the family's ``updates(step)`` discriminator updates (default
         ``d_steps_per_g_step``), then its generator updates (default ``g_steps_per_iteration``); the
@@ -174,10 +181,7 @@ class Trainer:
             batch = self.next_batch(size)
             with self.autocast:
                 loss_d, logs_d = fam.d_loss(G, D, batch, step)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            average_gradients(D, self.dist)
-            self.opt_d.step()
+            self._update(loss_d, self.opt_d, D)
             fam.after_d_step()
             logs.update(logs_d)
         if g_steps:
@@ -186,10 +190,7 @@ class Trainer:
             batch = batch if batch is not None else self.next_batch(size)
             with self.autocast:
                 loss_g, logs_g = fam.g_loss(G, D, batch, step)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            average_gradients(G, self.dist)
-            self.opt_g.step()
+            self._update(loss_g, self.opt_g, G)
             logs.update(logs_g)
             batch = None  # a further G update takes a new batch
         D.requires_grad_(True)
