@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -208,13 +210,15 @@ def _export(args) -> int:
 
 
 def _paint(args) -> int:
-    from .serve.app import Limits, PaintServer
+    from .serve.app import Limits, PaintServer, listen_socket
     from .serve.engine import Engine
     from .serve.paint_models import load_backend
 
+    limits = Limits(max_request_bytes=args.max_request_mb << 20)  # a bad limit or a busy port: refused
+    sock = listen_socket(args.host, args.port)  # before a model is loaded (or trained)
     backend = load_backend(args.checkpoint, args.backend, args.precision, args.threads)
-    server = PaintServer(Engine(backend, max_batch=args.max_batch), args.host, args.port,
-                         Limits(max_request_bytes=args.max_request_mb << 20), log_level="info")
+    server = PaintServer(Engine(backend, max_batch=args.max_batch), args.host, args.port, limits, log_level="info",
+                         sock=sock)
     info = backend.info
     print(f"gauguin paint: {info.family} {info.image_size[1]}x{info.image_size[0]}, {info.num_labels} labels, "
           f"{type(backend).__name__} {backend.precision} — open {server.url} (Ctrl+C stops)")
@@ -356,15 +360,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("train", "experiment") or any("=" not in item or item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra
+    if not args.debug:  # warnings as one line each, without the source line that raised them
+        warnings.formatwarning = lambda message, *rest, **kw: f"gauguin: warning: {message}\n"
     try:
         return args.run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if hasattr(err, "exit_code"):  # training.signals.TrainingStopped: SIGTERM/SIGINT handled
+            if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+                print(f"gauguin: {err}", file=sys.stderr)
+            return err.exit_code
         print("gauguin: interrupted; continue with --resume from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as err:  # one clear line unless --debug
         if args.debug:
             raise
-        print(f"gauguin: error: {err}", file=sys.stderr)
+        if isinstance(err, OSError) and type(err).__str__ is OSError.__str__:  # the file, the reason, the fix
+            from .fileio import describe_os_error
+
+            print(f"gauguin: error: {describe_os_error(err)}", file=sys.stderr)
+        else:
+            print(f"gauguin: error: {err}", file=sys.stderr)
         return 1
 
 

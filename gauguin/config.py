@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -22,7 +24,16 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Options of the shared training loop (``gauguin.training``)."""
+    """Options of the shared training loop (``gauguin.training``).
+
+    Every number must be finite and >= 0; the fields named in ``positive`` (here and in the family
+    configs, collected over the class hierarchy) must be > 0.
+    """
+
+    positive: ClassVar[tuple[str, ...]] = (
+        "image_size", "channels", "steps", "batch_size", "lr_g", "lr_d", "d_steps_per_g_step",
+        "g_steps_per_iteration", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "eval_samples")
+    MAX_SEED: ClassVar[int] = 2**32 - 1
 
     # data
     dataset: str = "fashion_mnist"  # "fashion_mnist" or "folder"
@@ -62,10 +73,15 @@ class TrainConfig:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} must be a mapping of key: value, got {type(values).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{source}: key {key!r} ({type(key).__name__}) is not an option name; keys are "
+                                  "names such as steps or lr_g")
             if key not in fields:
                 raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key, fields)}")
             kwargs[key] = _coerce(value, hints[key], f"{source}: {key}")
@@ -80,19 +96,23 @@ class TrainConfig:
         if path is not None:
             path = Path(path)
             if not path.is_file():
-                raise ConfigError(f"config file {path} does not exist")
+                raise ConfigError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
             try:
-                loaded = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as err:
-                raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+                text = path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+            except OSError as err:
+                raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
+            loaded = _parse_yaml(text, f"config file {path}") or {}
             if not isinstance(loaded, dict):
-                raise ConfigError(f"config file {path} must hold a mapping of key: value")
+                raise ConfigError(f"config file {path} must hold a mapping of key: value, not a "
+                                  f"{type(loaded).__name__}")
             values.update(loaded)
         for item in overrides:
             key, sep, text = item.partition("=")
             if not sep:
                 raise ConfigError(f"override {item!r} must look like key=value")
-            values[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+            values[key.strip()] = _parse_yaml(text, f"override {item!r}") if text.strip() else ""
         return values
 
     @classmethod
@@ -104,26 +124,62 @@ class TrainConfig:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def validate(self) -> None:
-        """Cross-field checks; families extend this."""
-        positive = ["image_size", "channels", "steps", "batch_size", "d_steps_per_g_step", "g_steps_per_iteration",
-                    "log_every",
-                    "sample_every", "checkpoint_every", "keep_checkpoints", "eval_samples"]
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        """Value ranges and cross-field checks; families extend this."""
+        self._check_ranges()
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise ConfigError(f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1) (Adam's β1, β2), got {list(self.betas)}")
+        if self.seed > self.MAX_SEED:
+            raise ConfigError(f"seed must be in [0, {self.MAX_SEED}], got {self.seed}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.best_metric == "fid" and "fid" not in self.eval_metrics:
             raise ConfigError("best_metric=fid needs fid in eval_metrics (e.g. eval_metrics=[fid])")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        out = Path(self.out_dir)
+        try:
+            if "\0" in self.out_dir:
+                raise ValueError("a NUL character")
+            blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"out_dir={self.out_dir[:80]!r} is not a usable folder path "
+                              f"({getattr(err, 'strerror', None) or err}); set out_dir to a folder path") from None
+        if blocked is not None:
+            raise ConfigError(f"out_dir={self.out_dir}: {blocked} is a file, not a folder; set out_dir to a folder path")
+
+    def _check_ranges(self) -> None:
+        """Every number finite and >= 0; the ``positive`` fields of this class and its bases > 0."""
+        positive = {name for klass in type(self).__mro__ for name in vars(klass).get("positive", ())}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            for number in numbers:
+                if isinstance(number, bool) or not isinstance(number, (int, float)):
+                    continue
+                if not math.isfinite(number):
+                    raise ConfigError(f"{f.name} must be a finite number, got {value}")
+                if number < 0 or (number == 0 and f.name in positive):
+                    bound = "> 0" if f.name in positive else ">= 0"
+                    raise ConfigError(f"{f.name} must be {bound}, got {value}")
 
 
-def _suggest(key: str, valid) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a config (keys hold numbers, strings or "
+                          "short lists)") from None
+
+
+def _suggest(key: str, valid, what: str = "keys") -> str:
+    close = difflib.get_close_matches(key, [str(v) for v in valid], n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid {what}: {', '.join(sorted(map(str, valid)))}"
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -131,7 +187,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
-            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}{_suggest(str(value), choices)}")
+            close = _suggest(str(value), choices, "values")
+            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}{close if 'did you' in close else ''}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -1,6 +1,8 @@
 """Small file utilities shared by checkpoints, caches and metrics."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -12,6 +14,33 @@ from torch import Tensor
 
 class WeightsFileError(ValueError):
     """A weights file is corrupt, of another format or version, or does not fit its network."""
+
+
+def write_fix(err: OSError) -> str:
+    """What to do about a failed write, by its errno."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on that disk or set out_dir to a folder on another disk"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable or set out_dir to a writable folder"
+    return "check the disk and the path"
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a failed file operation: the file, what went wrong, the fix."""
+    reason = err.strerror or str(err)
+    where = f"{err.filename}: " if err.filename is not None else ""
+    return f"{where}{reason}" if err.errno is None else f"{where}{reason}; {write_fix(err)}"
+
+
+@contextlib.contextmanager
+def named_os_error(path: str | Path):
+    """Re-raise an ``OSError`` that names no file (a failed write or flush) as one naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
 
 
 def user_cache_dir(*parts: str) -> Path:

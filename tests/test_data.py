@@ -102,7 +102,7 @@ def test_find_without_download_does_not_fetch(empty_search_places, monkeypatch):
         pytest.fail(f"downloaded {url} although download=False")
 
     monkeypatch.setattr(fashion_mnist_module, "_download", must_not_download)
-    with pytest.raises(DatasetNotFoundError, match="download=False"):
+    with pytest.raises(DatasetNotFoundError, match="Downloading is off"):
         find_fashion_mnist(download=False)
 
 
@@ -254,6 +254,25 @@ def test_folder_too_many_corrupt_files(tmp_path):
         (tmp_path / f"broken{i}.png").write_bytes(os.urandom(200))
     with pytest.raises(BadDataError, match="(?s)3 of 4 images .*cannot be read.*broken0.png"):
         ImageFolder(tmp_path, image_size=8, channels=3)
+
+
+def test_too_many_corrupt_images_stop_a_dcgan_run_with_a_fix_it_can_follow(tmp_path):
+    """Issue 15's tiny DCGAN on an image folder that is mostly unreadable: the run stops before
+    its first step, and the fix names no option the config lacks (it said "raise max_bad_fraction")."""
+    from conftest import tiny_config
+    from gauguin.training import train
+
+    for i in range(8):
+        save_image(tmp_path / "images" / f"{i}.png", (12, 12), seed=i)
+    for i in range(2):
+        (tmp_path / "images" / f"broken{i}.png").write_bytes(os.urandom(100))
+    cfg = tiny_config(tmp_path / "run", dataset="folder", data_root=str(tmp_path / "images"), channels=3,
+                      eval_every=0)
+    with pytest.raises(BadDataError, match=r"(?s)2 of 10 images .* \(at most 5% of them are\):.*broken0\.png.*"
+                                           r"Fix: delete or re-export these files\.$") as info:
+        train("dcgan", cfg)
+    assert "max_bad_fraction" not in str(info.value)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_folder_file_going_bad_after_scan(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from gauguin.data import (
     build_semantic_dataset,
     load_palette,
 )
-from gauguin.data.semantic import read_instance_file, read_label_file
+from gauguin.data.errors import LabelMapError
+from gauguin.data.semantic import label_cache_file, read_instance_file, read_label_file
 from gauguin.nn.labels import instance_edges, one_hot_labels, semantic_input
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -126,7 +128,7 @@ def test_coco_stuff_without_instance_folder(tmp_path):
     rng = np.random.default_rng(0)
     save(random_rgb(rng, 20, 30), tmp_path / "val_img" / "1.jpg")
     save(np.full((20, 30), 7, np.uint8), tmp_path / "val_label" / "1.png")
-    with pytest.raises(BadDataError, match="use_instances=False"):
+    with pytest.raises(BadDataError, match="use_instances=no"):
         CocoStuff(tmp_path, "val")
     data = CocoStuff(tmp_path, "val", use_instances=False, crop_size=16, load_size=16)
     assert not data.has_instances and "instance" not in data.get_batch([0])
@@ -138,9 +140,9 @@ def test_coco_stuff_bad_id_names_file(tmp_path):
     label[3, 4] = 200  # neither 0..181 nor 255
     save(random_rgb(rng, 20, 30), tmp_path / "val_img" / "42.jpg")
     save(label, tmp_path / "val_label" / "42.png")
-    data = CocoStuff(tmp_path, "val", use_instances=False)
-    with pytest.raises(BadDataError, match=r"val_label/42\.png.*200"):
-        data.get_batch([0])
+    expected = r"val_label holds ids that coco-stuff does not accept .*: 42\.png \(id 200\)"
+    with pytest.raises(BadDataError, match=expected):
+        CocoStuff(tmp_path, "val", use_instances=False)  # checked when built, not when sampled
 
 
 # -------------------------------------------------------------------------------- Cityscapes
@@ -161,7 +163,7 @@ def test_cityscapes_pairs_and_fixed_mode(fixtures):
 
 
 def test_cityscapes_errors(fixtures):
-    with pytest.raises(BadDataError, match="instanceIds.*use_instances=False"):
+    with pytest.raises(BadDataError, match="instanceIds.*use_instances=no"):
         Cityscapes(fixtures / "cityscapes", "val", use_instances=True)
     with pytest.raises(DatasetNotFoundError, match="leftImg8bit/train"):
         Cityscapes(fixtures / "cityscapes", "train")
@@ -333,8 +335,8 @@ def test_label_folder_infers_num_labels_and_dont_care(tmp_path, caplog):
     assert data.dont_care_index == 7 and data.label_names[7] == "dont_care"
     out = data[0]["label_map"].numpy()
     assert out[0, 0] == 7 and (out.ravel()[1:] == label.ravel()[1:]).all()
-    with pytest.raises(BadDataError, match=r"labels/a\.png.*255"):
-        LabelFolder(tmp_path, num_labels=8).get_batch([0])  # 255 without dont_care_id
+    with pytest.raises(BadDataError, match=r"labels holds ids >= num_labels=8: a\.png \(max id 255\)"):
+        LabelFolder(tmp_path, num_labels=8)  # 255 without dont_care_id
 
 
 def test_label_folder_instances_and_split(tmp_path):
@@ -428,9 +430,13 @@ def test_label_id_out_of_range_names_file(tmp_path):
     label = ID_MAP.copy()
     label[2, 2] = 7
     make_folder(tmp_path, {"a": ID_MAP, "bad_one": label})
+    with pytest.raises(BadDataError, match=r"labels holds ids >= num_labels=5: bad_one\.png \(max id 7\)"):
+        LabelFolder(tmp_path, num_labels=5)
+    save(ID_MAP, tmp_path / "labels" / "bad_one.png")
     data = LabelFolder(tmp_path, num_labels=5)
     data.get_batch([0])
-    with pytest.raises(BadDataError, match=r"labels/bad_one\.png holds id\(s\) 7.*num_labels"):
+    save(label, tmp_path / "labels" / "bad_one.png")  # a file going bad after the check: caught when sampled
+    with pytest.raises(BadDataError, match=r"labels/bad_one\.png holds id\(s\) 7.*set num_labels=8"):
         data.get_batch([0, 1])
 
 
@@ -453,17 +459,21 @@ def test_missing_pairs_are_listed(tmp_path):
 
 def test_rgb_label_without_palette_names_file(tmp_path):
     make_folder(tmp_path, {"coloured": colour_map(ID_MAP)})
-    with pytest.raises(BadDataError, match=r"labels/coloured\.png is an RGB .*palette='infer'.*palette=FILE"):
+    with pytest.raises(BadDataError, match=r"labels/coloured\.png is an RGB .*label_palette=infer.*label_palette=FILE"):
         LabelFolder(tmp_path)  # inferring num_labels reads the file
-    with pytest.raises(BadDataError, match=r"labels/coloured\.png is an RGB .*palette='infer'"):
-        LabelFolder(tmp_path, num_labels=5).get_batch([0])
+    with pytest.raises(BadDataError, match=r"labels/coloured\.png is an RGB .*label_palette=infer"):
+        LabelFolder(tmp_path, num_labels=5)
 
 
 def test_colour_missing_from_palette_names_file_and_colour(tmp_path):
     colours = colour_map(ID_MAP)
     colours[1, 1] = (1, 2, 3)
     make_folder(tmp_path, {"odd": colours})
+    with pytest.raises(BadDataError, match=r"labels/odd\.png has pixels of colour\(s\) \[1, 2, 3\] .*label_palette"):
+        LabelFolder(tmp_path, num_labels=5, palette=COLOURS)
+    make_folder(tmp_path, {"odd": colour_map(ID_MAP)})
     data = LabelFolder(tmp_path, num_labels=5, palette=COLOURS)
+    make_folder(tmp_path, {"odd": colours})  # going bad after the check: caught when sampled
     with pytest.raises(BadDataError, match=r"labels/odd\.png has 1 pixel\(s\) of colour\(s\) \[1, 2, 3\]"):
         data.get_batch([0])
     bad_palette = tmp_path / "palette.json"
@@ -488,6 +498,10 @@ def test_corrupt_file_names_file(tmp_path, broken):
     make_folder(tmp_path, {"a": ID_MAP, "b": ID_MAP})
     path = tmp_path / ("images" if broken == "image" else "labels") / "b.png"
     path.write_bytes(path.read_bytes()[:30])  # truncated
+    if broken == "label":  # label maps are all read when the dataset is built
+        with pytest.raises(BadDataError, match=r"cannot decode label map .*labels/b\.png"):
+            LabelFolder(tmp_path, num_labels=5)
+        return
     data = LabelFolder(tmp_path, num_labels=5)
     with pytest.raises(BadDataError, match=rf"cannot decode {broken}.*{broken}s/b\.png"):
         data.get_batch([0, 1])
@@ -505,7 +519,7 @@ def test_preprocess_options_checked(tmp_path):
     make_folder(tmp_path, {"a": ID_MAP})
     with pytest.raises(ValueError, match="did you mean 'resize_and_crop'"):
         LabelFolder(tmp_path, num_labels=5, preprocess="resize_crop")
-    with pytest.raises(ValueError, match="load_size must be >= crop_size"):
+    with pytest.raises(ValueError, match="load_size must be >= the crop size"):
         LabelFolder(tmp_path, num_labels=5, load_size=100, crop_size=128)
     data = LabelFolder(tmp_path, num_labels=5, preprocess="fixed", crop_size=64, aspect_ratio=2.0)
     assert data.image_size == (32, 64)
@@ -550,3 +564,173 @@ def test_semantic_input():
     assert semantic_input(batch, 3, use_instances=False).shape == (1, 3, 2, 2)
     with pytest.raises(ValueError, match="no 'instance' map"):
         semantic_input({"label_map": batch["label_map"]}, 3, use_instances=True)
+
+
+# ------------------------------------------------------- every label map checked when built
+@pytest.fixture
+def label_cache(tmp_path, monkeypatch) -> Path:
+    """An empty user cache dir for this test; returns where the label-map caches go."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "gauguin" / "label_maps"
+
+
+def many_pairs(root: Path, n: int, bad: dict[int, int], num_labels: int = 11, size: int = 32) -> Path:
+    """``n`` pairs ``0000.png``..; label map ``i`` in ``bad`` holds the id ``bad[i]`` at one pixel."""
+    rng = np.random.default_rng(1)
+    photo = random_rgb(rng, size, size)
+    for i in range(n):
+        label = rng.integers(0, num_labels, (size, size), dtype=np.uint8)
+        if i in bad:
+            label[size // 2, size // 3] = bad[i]
+        save(photo, root / "images" / f"{i:04d}.png")
+        save(label, root / "labels" / f"{i:04d}.png")
+    return root
+
+
+def test_a_bad_id_in_label_map_150_of_200_stops_training_before_step_1(tmp_path, label_cache):
+    """The issue's run died at step ~49 after 9 checkpoints, when sample 150 was first drawn: now
+    building the dataset reads every label map and the run stops before its first step, naming the
+    file and the num_labels that fits; the second build takes every label map from the cache."""
+    from gauguin.models.spade import SPADE, SPADEConfig
+    from gauguin.training import train
+
+    root = many_pairs(tmp_path / "pairs", 200, {149: 14})
+    cfg = SPADEConfig.from_dict(dict(
+        dataset=f"folder:{root}", num_labels=11, image_size=32, load_size=32, channels=3, ngf=4, ndf=4,
+        batch_size=16, steps=60, log_every=5, sample_every=5, checkpoint_every=5, eval_every=0, progress=False,
+        out_dir=str(tmp_path / "run")))
+    expected = (r"^1 label map in .*pairs/labels holds ids >= num_labels=11: 0149\.png \(max id 14\)\. "
+                r"Fix: correct these files, or set num_labels=15\.$")
+    with pytest.raises(LabelMapError, match=expected) as first:
+        train("spade", cfg)
+    assert first.value.files == [root / "labels" / "0149.png"]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # not one step
+    assert not list((tmp_path / "run").glob("checkpoints/step_*"))
+    assert first.value.check.decoded == 200 and first.value.check.cached == 0
+
+    cache_file = first.value.check.cache_file
+    assert cache_file == label_cache_file(root / "labels") and cache_file.parent == label_cache
+    cached = json.loads(cache_file.read_text())
+    assert cached["folder"] == str((root / "labels").resolve()) and len(cached["files"]) == 200
+    entry = cached["files"]["0149.png"]
+    stat = (root / "labels" / "0149.png").stat()
+    assert (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns) and max(entry["ids"]) == 14
+
+    with pytest.raises(LabelMapError, match=expected) as second:
+        train("spade", cfg)
+    assert (second.value.check.decoded, second.value.check.cached) == (0, 200)  # nothing read again
+
+    fixed = root / "labels" / "0149.png"
+    save(np.zeros((32, 32), np.uint8), fixed)
+    os.utime(fixed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new mtime even on coarse clocks
+    data = SPADE.build_dataset(cfg)
+    assert data.num_labels == 11 and len(data) == 200
+    assert (data.label_check.decoded, data.label_check.cached) == (1, 199)  # only the changed file
+    assert json.loads(cache_file.read_text())["files"]["0149.png"]["ids"] == [0]
+
+
+def test_all_bad_label_maps_in_one_error(tmp_path, label_cache):
+    root = many_pairs(tmp_path, 40, {3: 14, 17: 12, 30: 11})
+    with pytest.raises(LabelMapError) as info:
+        LabelFolder(root, num_labels=11)
+    message = str(info.value)
+    assert message.startswith(f"3 label maps in {root / 'labels'} hold ids >= num_labels=11: "
+                              "0003.png (max id 14), 0017.png (max id 12), 0030.png (max id 11). ")
+    assert message.endswith("Fix: correct these files, or set num_labels=15.")
+    assert LabelFolder(root, num_labels=15).num_labels == 15  # the suggested value fits
+
+    # many bad files: the first ones named, all of them counted and in .files
+    root = many_pairs(tmp_path / "many", 30, {i: 11 + i % 3 for i in range(25)})
+    with pytest.raises(LabelMapError, match=r"^25 label maps .* 0019\.png \(max id 12\), \.\.\. and 5 more\. "
+                                            r"Fix: correct these files, or set num_labels=14\.$") as info:
+        LabelFolder(root, num_labels=11)
+    assert len(info.value.files) == 25
+
+
+def test_bad_ids_and_unusable_files_reported_together(tmp_path, label_cache):
+    root = many_pairs(tmp_path, 6, {1: 20})
+    (root / "labels" / "0002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))  # truncated
+    save(colour_map(ID_MAP), root / "labels" / "0004.png")  # colours, no palette
+    with pytest.raises(LabelMapError) as info:
+        LabelFolder(root, num_labels=11)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("1 label map in ") and "0001.png (max id 20)" in lines[0]
+    assert lines[1] == f"2 label map(s) in {root / 'labels'} cannot be used:"
+    assert "cannot decode label map" in lines[2] and str(root / "labels" / "0002.png") in lines[2]
+    assert "is an RGB colour image" in lines[3] and "label_palette=infer" in lines[3]
+    assert info.value.files == [root / "labels" / f"000{i}.png" for i in (1, 2, 4)]
+
+
+def test_negative_and_dont_care_ids_in_the_up_front_check(tmp_path, label_cache):
+    label = ID_MAP.astype(np.int32)
+    label[0, 0] = -3
+    make_folder(tmp_path / "neg", {"a": ID_MAP})
+    (tmp_path / "neg" / "labels" / "a.png").unlink()
+    Image.fromarray(label).save(tmp_path / "neg" / "labels" / "a.tif")  # 32-bit signed 'I'
+    with pytest.raises(LabelMapError, match=r"ids that folder does not accept .*a\.tif \(id -3\)\. "
+                                            r"Fix: re-export these label maps with ids >= 0\."):
+        LabelFolder(tmp_path / "neg", num_labels=5)
+    label = ID_MAP.copy()
+    label[0, 0], label[0, 1] = 255, 9
+    make_folder(tmp_path / "dc", {"a": label})
+    with pytest.raises(LabelMapError, match=r"accepts 0\.\.5, 255; num_labels=7\): a\.png \(id 9\)\. "
+                                            r"Fix: correct these files, or set num_labels=11\."):
+        LabelFolder(tmp_path / "dc", num_labels=7, dont_care_id=255)
+    assert LabelFolder(tmp_path / "dc", num_labels=11, dont_care_id=255).num_labels == 11
+
+
+def test_every_format_checks_its_label_maps_when_built(tmp_path, label_cache):
+    """COCO-Stuff, Cityscapes and ADE20K share the label folder's up-front check."""
+    rng = np.random.default_rng(2)
+    photo = random_rgb(rng, 16, 24)
+    for i, raw in enumerate([7, 200, 3]):
+        save(photo, tmp_path / "coco" / "val_img" / f"{i}.jpg")
+        save(np.full((16, 24), raw, np.uint8), tmp_path / "coco" / "val_label" / f"{i}.png")
+    with pytest.raises(LabelMapError, match=r"val_label holds ids that coco-stuff does not accept "
+                                            r"\(it accepts 0\.\.181, 255; num_labels=183\): 1\.png \(id 200\)\. "
+                                            r"COCO-Stuff label maps hold"):
+        CocoStuff(tmp_path / "coco", "val", use_instances=False)
+
+    city = tmp_path / "cityscapes"
+    for i, raw in enumerate([7, 40]):
+        prefix = f"aachen_{i:06d}_000019"
+        save(photo, city / "leftImg8bit" / "val" / "aachen" / f"{prefix}_leftImg8bit.png")
+        save(np.full((16, 24), raw, np.uint8), city / "gtFine" / "val" / "aachen" / f"{prefix}_gtFine_labelIds.png")
+    with pytest.raises(LabelMapError, match=r"gtFine/val holds ids >= num_labels=35: "
+                                            r"aachen/aachen_000001_000019_gtFine_labelIds\.png \(max id 40\)\. "
+                                            r"Cityscapes label maps"):
+        Cityscapes(city, "val")
+
+    make_ade(tmp_path / "ade", None)
+    save(np.full((24, 32), 151, np.uint8), tmp_path / "ade" / "annotations" / "ADE_train_2.png")
+    with pytest.raises(LabelMapError, match=r"annotations holds ids >= num_labels=151: ADE_train_2\.png"):
+        ADE20K(tmp_path / "ade", "val")
+
+
+def test_real_fixtures_pass_the_check_and_are_cached(fixtures, label_cache):
+    first = CocoStuff(fixtures / "coco_stuff", "val").label_check
+    assert (first.files, first.decoded, first.cached) == (8, 8, 0)
+    again = CocoStuff(fixtures / "coco_stuff", "val").label_check
+    assert (again.decoded, again.cached) == (0, 8)
+    city = Cityscapes(fixtures / "cityscapes", "val").label_check
+    assert (city.files, city.decoded) == (4, 4) and city.cache_file.is_file()
+
+
+def test_label_cache_is_rebuilt_when_unreadable_or_stale(tmp_path, label_cache):
+    root = many_pairs(tmp_path, 5, {})
+    cache_file = LabelFolder(root, num_labels=11).label_check.cache_file
+    cache_file.write_text("{ not json")
+    check = LabelFolder(root, num_labels=11).label_check
+    assert (check.decoded, check.cached) == (5, 0)
+    assert len(json.loads(cache_file.read_text())["files"]) == 5
+    # an entry whose size or mtime differs is read again, even when its cached ids look fine
+    data = json.loads(cache_file.read_text())
+    data["files"]["0003.png"]["size"] += 1
+    data["files"]["0004.png"]["ids"] = "garbage"
+    cache_file.write_text(json.dumps(data))
+    check = LabelFolder(root, num_labels=11).label_check
+    assert (check.decoded, check.cached) == (2, 3)
+    # inferring num_labels reads each file once, and the check reuses that scan
+    check = LabelFolder(many_pairs(tmp_path / "other", 4, {2: 12})).label_check
+    assert (check.decoded, check.cached) == (4, 0)
+    assert LabelFolder(tmp_path / "other").num_labels == 13

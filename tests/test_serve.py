@@ -66,7 +66,7 @@ def test_decode_label_map_modes_and_errors():
     assert decode_label_map(out.getvalue(), info, 10_000).max() == 3
     cases = [(png(ids + 5), 422, "label id(s) [5, 8]"), (png(colours + 1), 422, "no label's colour"),
              (png(ids.astype(np.float32) * 0 + 1, "F", "TIFF"), 415, "TIFF"), (png(colours, fmt="JPEG"), 415, "JPEG"),
-             (png(np.stack([ids, ids], -1), "LA"), 415, "mode LA"), (b"not an image", 415, "not a readable image"),
+             (b"not an image", 415, "not a readable image"),
              (png(ids), 413, "limit of 100 pixels")]
     for data, status, text in cases:
         with pytest.raises(RequestError, match=re.escape(text)) as err:
@@ -161,11 +161,10 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server):
     cases = {
         "malformed JSON": (b'{"label_map": ', 400, "not valid JSON"),
         "missing field": (b'{"seed": 1}', 400, "label_map"),
-        "negative seed": (generate_body(png(ids), seed=-1), 400, "seed"),
         "bad base64": (json.dumps({"label_map": "@@@"}).encode(), 400, "base64"),
         "not an image": (generate_body(b"GIF89a-nonsense"), 415, "not a readable image"),
         "JPEG label map": (generate_body(png(np.stack([ids] * 3, -1), fmt="JPEG")), 415, "send a PNG"),
-        "16-bit PNG": (generate_body(png(ids.astype(np.uint16) * 300)), 415, "PNG mode I"),
+        "16-bit ids out of range": (generate_body(png(ids.astype(np.uint16) + 300)), 422, "label id(s) [300]"),
         "ids out of range": (generate_body(png(ids + 11)), 422, "labels 0..10"),
         "image too large": (generate_body(png(np.zeros((600, 600), np.uint8))), 413, "262144 pixels"),
         "body too large": (b"{" + b" " * 300_000 + b"}", 413, "200000 bytes"),
@@ -175,7 +174,6 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving(server):
         got, data, _ = post(url, body)
         assert got == status, (name, got, data)
         assert text in json.loads(data)["detail"], (name, data)
-    assert post(url, b"label_map=1", "application/x-www-form-urlencoded")[0] == 400
     for path in ["/static/../pyproject.toml", "/static/%2e%2e/app.py", "/static/nothing.js"]:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(server.url + path)
@@ -366,3 +364,170 @@ def test_a_failed_quantization_leaves_an_fp32_export_to_serve(paint_checkpoint, 
     lines = []
     export_for_serving(paint_checkpoint, tmp_path / "served", lines.append)
     assert "serving fp32" in lines[0] and OnnxBackend(tmp_path / "served").precision == "fp32"
+
+
+# ---------------------------------------------------------------------------- reliability (issue 15, item 9)
+def one_line_detail(data: bytes) -> str:
+    detail = json.loads(data)["detail"]
+    assert isinstance(detail, str) and "\n" not in detail, detail
+    return detail
+
+
+def test_a_body_that_is_not_sent_as_json_gets_415_saying_so(server):
+    import http.client
+
+    body = generate_body(png(np.zeros((32, 32), np.uint8)))
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]:
+        status, data, _ = post(server.url + "/api/generate", body, content_type)  # curl -d: a form
+        assert status == 415, (content_type, data)
+        detail = one_line_detail(data)
+        assert content_type in detail and "send Content-Type: application/json" in detail
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/api/generate", body)  # no Content-Type at all
+    response = connection.getresponse()
+    assert response.status == 415 and "(none)" in one_line_detail(response.read())
+    assert post(server.url + "/api/generate", body, "application/json; charset=utf-8")[0] == 200
+
+
+def test_a_seed_must_be_a_json_integer_in_range(server):
+    ids = png(np.zeros((32, 32), np.uint8))
+    for seed, shown in [(True, "true"), ("7", '"7"'), (2.0, "2.0"), (None, "null"), (-1, "-1"), (2**63, str(2**63))]:
+        status, data, _ = post(server.url + "/api/generate", generate_body(ids, seed=seed))
+        assert status == 422, (seed, data)
+        assert one_line_detail(data) == (f"seed is {shown}; send a JSON integer in 0..{2**63 - 1} "
+                                         "(no quotes, no decimal point)")
+    assert post(server.url + "/api/generate", generate_body(ids, seed=2**63 - 1))[0] == 200
+    assert post(server.url + "/api/generate", generate_body(ids, seed=7))[0] == 200
+
+
+def test_label_maps_in_every_mode_training_reads_are_accepted_as_training_reads_them(server, tmp_path):
+    from gauguin.data.semantic import read_label_file
+
+    info = FakeBackend().info
+    ids = np.zeros((16, 16), np.uint8)
+    ids[4:12, 4:12] = 3
+    ids[0, :4] = 1
+    images = {"I;16": Image.fromarray(ids.astype(np.uint16)), "LA": Image.fromarray(np.stack([ids, ids * 0 + 9], -1)),
+              "1": Image.fromarray(ids > 0).convert("1")}
+    for mode, image in images.items():
+        path = tmp_path / f"{mode.replace(';', '_')}.png"
+        image.save(path)
+        data = path.read_bytes()
+        assert Image.open(io.BytesIO(data)).mode == mode
+        expected = read_label_file(path)  # what training reads
+        np.testing.assert_array_equal(decode_label_map(data, info, 10_000), resize_ids(expected, (8, 8)), err_msg=mode)
+    np.testing.assert_array_equal(decode_label_map(png(ids.astype(np.uint16)), info, 10_000), resize_ids(ids, (8, 8)))
+    with pytest.raises(RequestError, match=re.escape("label id(s) [1000]")) as err:
+        decode_label_map(png(ids.astype(np.uint16) * 0 + 1000), info, 10_000)
+    assert err.value.status == 422
+    big = np.zeros((32, 32), np.uint16)
+    big[8:24, 8:24] = 2
+    for image in (Image.fromarray(big), Image.fromarray(big > 0).convert("1")):  # through the real server
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        status, data, _ = post(server.url + "/api/generate", generate_body(out.getvalue(), seed=1))
+        assert status == 200, data
+
+
+def test_a_16_bit_style_image_is_scaled_as_training_scales_it(tmp_path):
+    from gauguin.data.semantic import model_pixels, read_rgb_image
+    from gauguin.serve.engine import decode_style_image
+
+    info = FakeBackend().info
+    grey = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "style.png")
+    data = (tmp_path / "style.png").read_bytes()
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    style = decode_style_image(data, info, 10_000)
+    expected = model_pixels(read_rgb_image(tmp_path / "style.png"), info.image_size, info.channels)  # training's
+    np.testing.assert_array_equal(style, expected)
+    assert (style >= 0.99).mean() < 0.2 and style.min() < -0.9  # not clipped white
+    rgba = np.zeros((16, 16, 4), np.uint8)  # transparent: on white, as in training
+    np.testing.assert_array_equal(decode_style_image(png(rgba), info, 10_000), np.ones((1, 8, 8), np.float32))
+
+
+def test_a_request_limit_that_refuses_everything_is_refused_at_start(monkeypatch, capsys):
+    from gauguin import cli
+    from gauguin.serve import paint_models
+
+    for size in (0, -1 << 20):
+        with pytest.raises(ValueError, match=re.escape(f"max_request_bytes is {size} (--max-request-mb")):
+            Limits(max_request_bytes=size)
+    for bad in (dict(max_pixels=0), dict(read_timeout_s=0), dict(read_timeout_s=-1.0)):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} is"):
+            Limits(**bad)
+    loaded = []
+    monkeypatch.setattr(paint_models, "load_backend", lambda *a, **k: loaded.append(a) or 1 / 0)
+    for mb in ("0", "-1"):
+        assert cli.main(["paint", "runs/x", "--port", "0", "--max-request-mb", mb]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"gauguin: error: max_request_bytes is {int(mb) << 20} (--max-request-mb {mb}): "), err
+        assert err.count("\n") == 1 and "--max-request-mb 8" in err
+    assert loaded == []  # refused before any model is loaded
+
+
+def test_head_health_answers_200_without_a_body(server):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("HEAD", "/api/health")
+    response = connection.getresponse()
+    assert response.status == 200 and response.read() == b""
+    assert json.loads(urllib.request.urlopen(server.url + "/api/health").read())["status"] == "ok"
+
+
+def test_a_stalled_request_body_gets_408_and_its_connection_closed():
+    import socket
+
+    with PaintServer(Engine(FakeBackend()), limits=Limits(read_timeout_s=1.0)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n" + b'{"label_map": "AAAA')  # then nothing
+            start, answer = time.time(), b""
+            while chunk := client.recv(65536):  # until the server closes the connection
+                answer += chunk
+            waited = time.time() - start
+        assert 0.9 < waited < 5, waited
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer
+        assert one_line_detail(body) == ("request body stalled: no data for 1 s after 19 bytes; send the whole body "
+                                         "at once")
+        body = generate_body(png(np.zeros((8, 8), np.uint8)))
+        assert post(server.url + "/api/generate", body)[0] == 200  # still serving
+
+
+def test_paint_refuses_a_model_without_label_maps_before_exporting_it(tmp_path, monkeypatch):
+    from conftest import tiny_config
+    from gauguin.serve import paint_models
+    from gauguin.training import train
+
+    checkpoint = train("dcgan", tiny_config(tmp_path / "dcgan", steps=2, eval_every=0))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    exported = []
+    monkeypatch.setattr(paint_models, "export_for_serving", lambda *args: exported.append(args))
+    with pytest.raises(ValueError, match="is a dcgan model: it takes no label maps, so there is nothing to paint"):
+        paint_models.load_backend(checkpoint)
+    assert exported == [] and not (tmp_path / "cache").exists()  # nothing exported, nothing cached
+
+
+def test_a_busy_port_is_named_with_the_fix(monkeypatch, capsys):
+    import socket
+
+    from gauguin import cli
+    from gauguin.serve import paint_models
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        message = f"port {port} on 127.0.0.1 is in use; pass --port N or stop the other server"
+        engine = Engine(FakeBackend())
+        with pytest.raises(OSError) as err:
+            PaintServer(engine, port=port)
+        assert str(err.value) == message
+        engine.close()
+        loaded = []
+        monkeypatch.setattr(paint_models, "load_backend", lambda *a, **k: loaded.append(a) or 1 / 0)
+        assert cli.main(["paint", "--port", str(port)]) == 1
+        assert capsys.readouterr().err == f"gauguin: error: {message}\n"
+        assert loaded == []  # refused before the model is loaded (or the default model trained)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.errors import BadDataError, DatasetNotFoundError, LabelMapError
 from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, find_fashion_mnist, read_idx
 from gauguin.data.folder import IMAGE_EXTENSIONS, ImageFolder
 from gauguin.data.ade20k import ADE20K, ADE20K_CLASSES
@@ -36,6 +36,7 @@ __all__ = [
     "build_semantic_dataset",
     "load_palette",
     "BadDataError",
+    "LabelMapError",
     "DATASET_NAMES",
     "DatasetNotFoundError",
     "FASHION_MNIST_CLASSES",

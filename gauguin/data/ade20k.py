@@ -80,7 +80,7 @@ class ADE20K(SemanticDataset):
         check_split(split, tuple(_SPLIT_FOLDERS), "ADE20K")
         if use_instances not in (False, "auto"):
             raise BadDataError(
-                "ADE20K (ADEChallengeData2016) has no instance maps; pass use_instances=False"
+                "ADE20K (ADEChallengeData2016) has no instance maps; set use_instances=no (False from Python)"
             )
         preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
         root = require_folder(
@@ -118,6 +118,7 @@ class ADE20K(SemanticDataset):
             dont_care_index=len(ADE20K_CLASSES),
             preprocessing=preprocessing,
             augment=augment,
+            label_folder=label_dir,
         )
 
     def _label_fix(self) -> str:

@@ -99,6 +99,7 @@ class Cityscapes(SemanticDataset):
             dont_care_index=None,
             preprocessing=preprocessing,
             augment=augment,
+            label_folder=label_dir,
         )
 
     def _label_fix(self) -> str:

@@ -115,6 +115,7 @@ class CocoStuff(SemanticDataset):
             dont_care_index=len(COCO_STUFF_CLASSES),
             preprocessing=preprocessing,
             augment=augment,
+            label_folder=label_dir,
         )
 
     def _label_fix(self) -> str:

@@ -132,7 +132,7 @@ def find_fashion_mnist(root: str | Path | None = None, download: bool = True) ->
         except (OSError, BadDataError) as err:
             reason = f"Downloading from {DOWNLOAD_URL} failed: {err}"
     else:
-        reason = "Downloading is off (download=False)."
+        reason = "Downloading is off (the download argument is false)."
     places = "\n".join(f"  - {folder}" for folder in searched)
     if ENV_VAR not in os.environ:
         places += f"\n  (${ENV_VAR} is not set)"

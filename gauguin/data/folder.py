@@ -58,8 +58,8 @@ class ImageFolder(Dataset):
                     listing += f"\n  ... and {len(bad) - _SHOWN_IN_MESSAGES} more"
                 raise BadDataError(
                     f"{len(bad)} of {len(files)} images in {root} cannot be read, too many to skip "
-                    f"(max_bad_fraction={max_bad_fraction:g}):\n{listing}\n"
-                    "Fix: delete or re-export these files, or raise max_bad_fraction."
+                    f"(at most {max_bad_fraction * 100:g}% of them are):\n{listing}\n"
+                    "Fix: delete or re-export these files."
                 )
             warnings.warn(
                 f"skipping {len(bad)} unreadable image(s) of {len(files)} in {root}: "

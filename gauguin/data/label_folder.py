@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,18 @@ from gauguin.data.semantic import (
     DONT_CARE_NAME,
     LABEL_EXTENSIONS,
     RGB,
+    LabelScan,
     Preprocessing,
     SemanticDataset,
     SemanticSample,
-    colors_to_ids,
     files_by_key,
     join_instances,
     join_pairs,
     list_files,
     load_palette,
-    read_label_file,
+    lookup_codes,
     require_folder,
-    unique_colors,
+    scan_label_maps,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,9 +45,13 @@ class LabelFolder(SemanticDataset):
       which reads every label file once and logs the result: pass it when you know it.
     - ``palette``: for RGB label maps; a JSON/YAML file, a mapping ``{id: (r, g, b)}``, a list of
       colours by id, or ``"infer"`` (the distinct colours of all RGB label files, sorted by
-      (r, g, b), get ids 0..K-1; see ``dataset.palette``).
+      (r, g, b), get ids 0..K-1; see ``dataset.palette``). A run config's ``label_palette``.
     - ``dont_care_id``: a raw value (e.g. 255) meaning "unlabeled"; it goes to the last channel.
     - ``label_names``: names of the ``num_labels`` channels (default ``class_<id>``).
+
+    Every label map is read once when the dataset is built (cached, see
+    :func:`~gauguin.data.semantic.scan_label_maps`): an id that ``num_labels`` does not allow stops
+    here, with one error naming every such file and the ``num_labels`` that would fit.
 
     Defaults: resize to 286×286, random 256×256 crop, random flip; instance maps when present.
     """
@@ -111,10 +114,11 @@ class LabelFolder(SemanticDataset):
             if isinstance(palette, (str, Path)):
                 extra_files.append(Path(palette).expanduser())
 
-        # scan the label files when something has to be inferred from them
+        # every label file is scanned (once, cached) for the check; ids and colours are inferred from it
+        scan = scan_label_maps(label_files, label_dir)
         largest_id = -1
         if num_labels is None or palette == "infer":
-            used_ids, used_colours = _scan(label_files, colours, palette == "infer", dont_care_id)
+            used_ids, used_colours = _largest_id(scan, colours, palette == "infer", dont_care_id)
             if palette == "infer":
                 colours = {i: c for i, c in enumerate(sorted(used_colours))} if used_colours else None
                 if colours:
@@ -124,10 +128,11 @@ class LabelFolder(SemanticDataset):
                         ", ".join(f"{i}: {list(c)}" for i, c in colours.items()),
                     )
                 else:
-                    logger.info("palette='infer': no RGB label maps in %s, no palette needed", label_dir)
+                    logger.info("label_palette=infer: no RGB label maps in %s, no palette needed", label_dir)
                 if colours and dont_care_id is not None and dont_care_id < len(colours):
                     raise ValueError(
-                        f"dont_care_id={dont_care_id} collides with the inferred palette's ids 0..{len(colours) - 1}"
+                        f"the don't-care id {dont_care_id} collides with the inferred palette's ids "
+                        f"0..{len(colours) - 1}"
                     )
             largest_id = used_ids
         if colours:
@@ -146,16 +151,17 @@ class LabelFolder(SemanticDataset):
             raise ValueError(f"num_labels={num_labels} leaves no class beside the don't-care channel")
         if dont_care_id is not None and dont_care_id < ordinary:
             raise ValueError(
-                f"dont_care_id={dont_care_id} is also an ordinary class id (0..{ordinary - 1} with "
+                f"the don't-care id {dont_care_id} is also an ordinary class id (0..{ordinary - 1} with "
                 f"num_labels={num_labels}, the last channel being don't-care); choose a value >= {ordinary}"
             )
         if colours:
             too_big = [i for i in colours if i >= ordinary and i != dont_care_id]
             if too_big:
                 where = f"palette file {extra_files[0]}" if extra_files else "the palette"
+                plus = " (plus the don't-care id)" if extra else ""
                 raise BadDataError(
                     f"{where} gives id(s) {too_big[:5]} but num_labels={num_labels} allows 0..{ordinary - 1}"
-                    f"{' (plus dont_care_id)' if extra else ''}. Fix: raise num_labels or renumber the palette."
+                    f"{plus}. Fix: raise num_labels or renumber the palette."
                 )
 
         if label_names is None:
@@ -178,46 +184,52 @@ class LabelFolder(SemanticDataset):
             augment=augment,
             palette=colours,
             extra_source_files=extra_files,
+            label_folder=label_dir,
+            label_scan=scan,
         )
 
     def _no_palette_message(self, path: Path) -> str:
         return _no_palette(path)
 
-    def _label_fix(self) -> str:
-        return "Fix: pass a larger num_labels (or dont_care_id for an 'unlabeled' value), or re-export the label map."
+    def _bad_ids_fix(self, bad: np.ndarray) -> str:
+        dont_care, largest = self.dont_care_id, int(bad.max())
+        if int(bad.min()) < 0:
+            return "Fix: re-export these label maps with ids >= 0."
+        if dont_care is not None and largest > dont_care:
+            return f"Fix: re-export these label maps without ids above the don't-care id {dont_care}."
+        return f"Fix: correct these files, or set num_labels={largest + 1 + (dont_care is not None)}."
 
 
 def _no_palette(path: Path) -> str:
     return (
-        f"label map {path} is an RGB colour image and no palette was given. Fix: pass "
-        "palette='infer' (distinct colours sorted, ids 0..K-1) or palette=FILE (a JSON/YAML file "
-        "mapping each label id to [r, g, b])."
+        f"label map {path} is an RGB colour image and no palette was given. Fix: set "
+        "label_palette=infer (distinct colours sorted, ids 0..K-1) or label_palette=FILE (a JSON/YAML "
+        "file mapping each label id to [r, g, b])."
     )
 
 
-def _scan(
-    files: Sequence[Path], palette: Mapping[int, RGB] | None, collect_colours: bool, dont_care_id: int | None
+def _largest_id(
+    scan: LabelScan, palette: Mapping[int, RGB] | None, collect_colours: bool, dont_care_id: int | None
 ) -> tuple[int, set[RGB]]:
-    """The largest id (except ``dont_care_id``) in the id-valued label maps (and colour-coded
-    ones, through ``palette``), and the set of colours of the colour-coded ones."""
-
-    def one(path: Path) -> tuple[int, list[RGB]]:
-        array = read_label_file(path)
-        if array.ndim == 3:
+    """The largest id (except ``dont_care_id``) in the id-valued label maps (and colour-coded ones,
+    through ``palette``), and the set of colours of the colour-coded ones, from a scan of them.
+    Files that cannot be used, negative ids and colours not in the palette are left out here: the
+    dataset's check of every label map reports them."""
+    largest, colours = -1, set()
+    for stats in scan.stats.values():
+        if "colours" in stats:
+            codes = np.asarray(stats["colours"], dtype=np.uint32)
             if collect_colours:
-                return -1, unique_colors(array)
+                colours.update((int(c >> 16), int((c >> 8) & 255), int(c & 255)) for c in codes)
+                continue
             if palette is None:
-                raise BadDataError(_no_palette(path))
-            array = colors_to_ids(array, palette, path)
+                continue
+            ids, unknown = lookup_codes(codes, palette)
+            values = ids[~unknown]
+        else:
+            values = np.asarray(stats["ids"], dtype=np.int64)
         if dont_care_id is not None:
-            array = array[array != dont_care_id]
-        if array.size and int(array.min()) < 0:
-            raise BadDataError(f"label map {path} holds negative ids; fix: re-export it with ids >= 0")
-        return (int(array.max()) if array.size else -1), []
-
-    with ThreadPoolExecutor() as pool:
-        results = list(pool.map(one, files))
-    colours: set[RGB] = set()
-    for _, found in results:
-        colours.update(found)
-    return max(largest for largest, _ in results), colours
+            values = values[values != dont_care_id]
+        if values.size:
+            largest = max(largest, int(values.max()))
+    return largest, colours

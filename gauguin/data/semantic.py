@@ -13,6 +13,10 @@ ADE20K and folders of your own pairs):
   "instance"]}``; the random crop offsets and flips are drawn from torch's global RNG in the
   calling thread, in index order, before any file is decoded, so a run restored with its RNG
   state sees exactly the same batches;
+- every label map checked once when a dataset is built (:func:`scan_label_maps`: a thread pool,
+  each file's distinct ids or colours cached by (path, size, mtime_ns) under
+  ``user_cache_dir("label_maps")``), so a bad id stops the run before its first step, naming all
+  the bad files at once;
 - :func:`build_semantic_dataset` for specs like ``"coco-stuff:PATH"``.
 
 One-hot encoding is not done here: the training step does it on the device
@@ -21,14 +25,16 @@ One-hot encoding is not done here: the training step does it on the device
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -36,8 +42,9 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.errors import BadDataError, DatasetNotFoundError, LabelMapError
 from gauguin.data.folder import DECODE_THREADS, IMAGE_EXTENSIONS
+from gauguin.fileio import user_cache_dir, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +59,16 @@ _COLOUR_MODES = ("RGB", "RGBA")
 
 
 # ----------------------------------------------------------------------------- reading files
-def read_label_file(path: str | Path) -> np.ndarray:
+def read_label_file(path: str | Path | BinaryIO, name: str = "") -> np.ndarray:
     """The raw content of a label map: ``[H, W]`` integer ids, or ``[H, W, 3]`` uint8 colours.
 
     8-bit grey ('L'), bilevel ('1') and palette images ('P', whose palette index is the id) give
     uint8 ids; 16-bit ('I;16') and 32-bit ('I') images give wider integers; RGB(A) images give
     their colours, to be turned into ids with a palette (:func:`colors_to_ids`). Anything else, or
-    a file that cannot be decoded, raises :class:`BadDataError` naming the file.
+    a file that cannot be decoded, raises :class:`BadDataError` naming the file (or ``name``, for an
+    open binary file such as a request's bytes).
     """
-    path = Path(path)
+    path, shown = _source(path, name)
     try:
         with Image.open(path) as image:
             mode = image.mode
@@ -72,13 +80,13 @@ def read_label_file(path: str | Path) -> np.ndarray:
                 array = np.array(image.convert("RGB"))
             else:
                 raise BadDataError(
-                    f"label map {path} is a {mode!r} image; label maps must hold integer ids (8- or "
+                    f"label map {shown} is a {mode!r} image; label maps must hold integer ids (8- or "
                     "16-bit grey, or palette) or RGB colour codes. Fix: re-export it as such a PNG."
                 )
     except BadDataError:
         raise
     except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-        raise _undecodable(path, "label map", err) from err
+        raise _undecodable(shown, "label map", err) from err
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     return array
@@ -113,10 +121,11 @@ def model_pixels(image: Image.Image, size: tuple[int, int], channels: int) -> np
     return pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1) / 127.5 - 1.0
 
 
-def read_rgb_image(path: str | Path) -> Image.Image:
-    """The photo at ``path`` as an RGB PIL image, pixels exactly as stored (no EXIF rotation:
-    label maps are drawn on the stored pixels); 16-bit grey is scaled, alpha goes on white."""
-    path = Path(path)
+def read_rgb_image(path: str | Path | BinaryIO, name: str = "") -> Image.Image:
+    """The photo at ``path`` (or an open binary file, called ``name`` in errors) as an RGB PIL image,
+    pixels exactly as stored (no EXIF rotation: label maps are drawn on the stored pixels); 16-bit
+    grey is scaled, alpha goes on white."""
+    path, shown = _source(path, name)
     try:
         with Image.open(path) as image:
             image.load()
@@ -128,10 +137,17 @@ def read_rgb_image(path: str | Path) -> Image.Image:
                 image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
             return image.convert("RGB")
     except Exception as err:
-        raise _undecodable(path, "image", err) from err
+        raise _undecodable(shown, "image", err) from err
 
 
-def _undecodable(path: Path, what: str, err: Exception) -> BadDataError:
+def _source(path: str | Path | BinaryIO, name: str) -> tuple[Path | BinaryIO, str]:
+    """What PIL opens (a path, or the open file itself) and how errors name it."""
+    if hasattr(path, "read"):
+        return path, name or "(an open file)"
+    return Path(path), str(path)
+
+
+def _undecodable(path: Path | str, what: str, err: Exception) -> BadDataError:
     return BadDataError(
         f"cannot decode {what} {path} ({type(err).__name__}: {err}); the file is unreadable or "
         "corrupt. Fix: re-export or re-download it, or delete it together with its pair."
@@ -151,8 +167,8 @@ def load_palette(source: str | Path | Mapping | Sequence) -> dict[int, RGB]:
         where = f"palette file {path}"
         if not path.is_file():
             raise DatasetNotFoundError(
-                f"{where} does not exist; pass palette=PATH of a JSON/YAML file mapping each label "
-                "id to [r, g, b], or palette='infer'"
+                f"{where} does not exist; set label_palette=PATH of a JSON/YAML file mapping each "
+                "label id to [r, g, b], or label_palette=infer"
             )
         text = path.read_text(encoding="utf-8")
         try:
@@ -215,11 +231,15 @@ def unique_colors(rgb: np.ndarray) -> list[RGB]:
 def lookup_colors(rgb: np.ndarray, palette: Mapping[int, RGB]) -> tuple[np.ndarray, np.ndarray]:
     """Ids ``[H, W]`` (int32) of the pixels of an RGB array by ``palette`` (id -> colour), and the mask
     of pixels whose colour the palette does not list (their id is arbitrary)."""
+    return lookup_codes(_colour_codes(rgb), palette)
+
+
+def lookup_codes(pixels: np.ndarray, palette: Mapping[int, RGB]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lookup_colors` of 24-bit colour codes ``(r << 16) | (g << 8) | b``."""
     codes = np.array([(r << 16) | (g << 8) | b for r, g, b in palette.values()], dtype=np.uint32)
     ids = np.array(list(palette.keys()), dtype=np.int32)
     order = np.argsort(codes)
     codes, ids = codes[order], ids[order]
-    pixels = _colour_codes(rgb)
     pos = np.minimum(np.searchsorted(codes, pixels), len(codes) - 1)
     return ids[pos], codes[pos] != pixels
 
@@ -234,7 +254,7 @@ def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path 
         more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
         raise BadDataError(
             f"label map {path} has {int(unknown.sum())} pixel(s) of colour(s) {shown}{more} that the "
-            "palette does not list. Fix: add these colours to the palette file, or pass palette='infer'."
+            "palette does not list. Fix: add these colours to the palette file, or set label_palette=infer."
         )
     return ids
 
@@ -286,8 +306,8 @@ class Preprocessing:
             raise ValueError(f"aspect_ratio (width / height) must be positive, got {self.aspect_ratio}")
         if self.mode in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
             raise ValueError(
-                f"preprocess={self.mode!r} crops crop_size={self.crop_size} out of load_size="
-                f"{self.load_size}: load_size must be >= crop_size"
+                f"preprocess={self.mode!r} crops {self.crop_size} px (the crop size, image_size in a run "
+                f"config) out of load_size={self.load_size}: load_size must be >= the crop size"
             )
 
     @property
@@ -348,6 +368,149 @@ def apply_to_image(image: Image.Image, plan: _Plan) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+# ------------------------------------------------------------------- checking every label map once
+LABEL_CACHE_VERSION = 1  # bump when what is cached changes
+_CACHE_FILES_KEPT = 64  # cache files of other folders beyond this many are deleted, oldest first
+_SHOWN_BAD_FILES = 20  # bad label maps named in a message (``LabelMapError.files`` has all)
+
+
+@dataclass
+class LabelCheck:
+    """What checking a dataset's label maps did: ``files`` checked, ``decoded`` (read from disk) and
+    ``cached`` (taken from the cache file ``cache_file``, None when not cached)."""
+
+    files: int
+    decoded: int
+    cached: int
+    cache_file: Path | None
+
+
+@dataclass
+class LabelScan:
+    """The distinct raw values of label maps: ``stats[path]`` is ``{"ids": [...]}`` (id-valued maps)
+    or ``{"colours": [...]}`` (RGB maps, as ``(r << 16) | (g << 8) | b``); ``errors[path]`` the
+    :class:`BadDataError` of a file that cannot be used at all (unreadable, wrong mode, empty)."""
+
+    stats: dict[Path, dict[str, list[int]]]
+    errors: dict[Path, BadDataError]
+    check: LabelCheck
+
+
+def label_cache_file(folder: str | Path) -> Path:
+    """The cache file of the label maps under ``folder``: ``user_cache_dir("label_maps")/<hash>.json``,
+    one per folder (by its absolute path)."""
+    key = hashlib.sha256(str(Path(folder).expanduser().resolve()).encode()).hexdigest()[:24]
+    return user_cache_dir("label_maps") / f"{key}.json"
+
+
+def distinct_ids(array: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an integer id map (bincount for small non-negative ids)."""
+    flat = array.ravel()
+    if flat.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(flat.min()), int(flat.max())
+    if low >= 0 and high < 1 << 20:
+        return np.flatnonzero(np.bincount(flat, minlength=high + 1))
+    return np.unique(flat).astype(np.int64)
+
+
+def label_map_stats(path: str | Path) -> dict[str, list[int]]:
+    """What checking needs of one label map: ``{"ids": distinct ids}`` or ``{"colours": distinct colour
+    codes}``; :class:`BadDataError` naming the file when it cannot be used (see :func:`read_label_file`)."""
+    array = read_label_file(path)
+    if array.size == 0:
+        raise BadDataError(f"label map {path} is empty (0 pixels); fix: re-export it")
+    if array.ndim == 3:
+        return {"colours": np.unique(_colour_codes(array)).tolist()}
+    return {"ids": distinct_ids(array).tolist()}
+
+
+def scan_label_maps(files: Sequence[Path], folder: str | Path | None = None, *, cache: bool = True) -> LabelScan:
+    """:func:`label_map_stats` of every file, decoded in a thread pool; with ``cache`` (and a ``folder``),
+    the results are kept in :func:`label_cache_file` of ``folder``, keyed by each file's path, size
+    and ``mtime_ns``, so a second scan of unchanged files decodes none. The cache file is written
+    atomically and only when something changed; a cache that cannot be read or written is ignored.
+    A file's errors are never cached."""
+    files = [Path(path) for path in files]
+    cache_file = label_cache_file(folder) if cache and folder is not None else None
+    base = Path(folder).expanduser().resolve() if folder is not None else None
+    old = _read_label_cache(cache_file, base) if cache_file else {}
+    stats: dict[Path, dict[str, list[int]]] = {}
+    errors: dict[Path, BadDataError] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[Path, str, tuple[int, int] | None]] = []
+    for path in files:
+        key = _cache_key(path, base)
+        try:
+            st = path.stat()
+            stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None  # read_label_file says what is wrong
+        entry = old.get(key)
+        if stamp is not None and entry is not None and (entry.get("size"), entry.get("mtime_ns")) == stamp:
+            found = {k: entry[k] for k in ("ids", "colours") if k in entry}
+            if len(found) == 1 and all(isinstance(v, list) for v in found.values()):
+                stats[path] = found
+                entries[key] = entry
+                continue
+        todo.append((path, key, stamp))
+
+    def one(path: Path) -> dict[str, list[int]] | BadDataError:
+        try:
+            return label_map_stats(path)
+        except BadDataError as err:
+            return err
+
+    if len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(todo))) as pool:  # PIL frees the GIL
+            results = list(pool.map(one, [path for path, _, _ in todo]))
+    else:
+        results = [one(path) for path, _, _ in todo]
+    for (path, key, stamp), result in zip(todo, results):
+        if isinstance(result, BadDataError):
+            errors[path] = result
+            continue
+        stats[path] = result
+        if stamp is not None:
+            entries[key] = {"size": stamp[0], "mtime_ns": stamp[1], **result}
+    if cache_file is not None and (todo or set(old) != set(entries)):
+        _write_label_cache(cache_file, base, entries)
+    return LabelScan(stats, errors, LabelCheck(len(files), len(todo), len(files) - len(todo), cache_file))
+
+
+def _cache_key(path: Path, base: Path | None) -> str:
+    absolute = path.expanduser().resolve()
+    if base is not None:
+        try:
+            return absolute.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return str(absolute)
+
+
+def _read_label_cache(cache_file: Path, base: Path | None) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(cache_file.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != LABEL_CACHE_VERSION or data.get("folder") != str(base):
+        return {}
+    files = data.get("files")
+    return {k: v for k, v in files.items() if isinstance(v, dict)} if isinstance(files, dict) else {}
+
+
+def _write_label_cache(cache_file: Path, base: Path | None, entries: dict[str, dict[str, Any]]) -> None:
+    data = {"version": LABEL_CACHE_VERSION, "folder": str(base), "files": entries}
+    try:
+        write_bytes_atomic(cache_file, json.dumps(data, separators=(",", ":")).encode())
+        others = sorted((p for p in cache_file.parent.glob("*.json") if p != cache_file),
+                        key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for stale in others[_CACHE_FILES_KEPT - 1:]:
+            stale.unlink(missing_ok=True)
+    except OSError as err:  # a read-only or full cache dir costs only speed
+        logger.debug("cannot write the label-map cache %s: %s", cache_file, err)
+
+
 # ---------------------------------------------------------------------------------- datasets
 @dataclass(frozen=True)
 class SemanticSample:
@@ -369,7 +532,12 @@ class SemanticDataset(Dataset):
     - ``label_names`` (length ``num_labels``), ``dont_care_index`` (or None);
     - ``has_instances``: batches carry ``"instance"``;
     - ``image_size``: (H, W) of every output; ``channels`` = 3;
-    - ``source_files``: every file read; ``samples``: the :class:`SemanticSample` list.
+    - ``source_files``: every file read; ``samples``: the :class:`SemanticSample` list;
+    - ``label_check``: the :class:`LabelCheck` of the check of every label map done when the
+      dataset is built (each id must map to a channel, each colour be in the palette); what fails
+      it raises one :class:`LabelMapError` naming every bad file. ``label_folder`` (the folder
+      of the label maps, for messages and the cache; default: their common folder) and
+      ``label_scan`` (a :func:`scan_label_maps` of the label maps already made) are for subclasses.
     """
 
     channels = 3
@@ -387,6 +555,8 @@ class SemanticDataset(Dataset):
         augment: bool,
         palette: Mapping[int, RGB] | None = None,
         extra_source_files: Sequence[Path] = (),
+        label_folder: Path | None = None,
+        label_scan: LabelScan | None = None,
     ) -> None:
         if not samples:
             raise BadDataError(f"no samples in {root}")
@@ -414,6 +584,7 @@ class SemanticDataset(Dataset):
             self.image_size = (height, width)
         else:
             self.image_size = preprocessing.crop_hw
+        self.label_check = self.check_label_files([sample.label for sample in self.samples], label_folder, label_scan)
 
     # -------------------------------------------------------------------- the public interface
     def __len__(self) -> int:
@@ -498,6 +669,14 @@ class SemanticDataset(Dataset):
             instance = apply_to_ids(instance_raw, plan).astype(np.int64)
         return pixels, label, instance
 
+    def decode_label_map(self, path: str | Path) -> np.ndarray:
+        """The label map at ``path`` as channel indices: int64 ``[H, W]`` in 0..num_labels-1, read and
+        checked as training reads its label maps; :class:`BadDataError` naming the file otherwise."""
+        path = Path(path)
+        raw = self._raw_ids(path)
+        self._check_ids(raw, path)
+        return self._lut[raw]
+
     def _raw_ids(self, path: Path) -> np.ndarray:
         """Raw label values ``[H, W]`` of a label map (colour maps go through the palette)."""
         array = read_label_file(path)
@@ -518,6 +697,10 @@ class SemanticDataset(Dataset):
         """How to fix an out-of-range id, for messages."""
         return "Fix: re-export the label map with valid ids."
 
+    def _bad_ids_fix(self, bad: np.ndarray) -> str:
+        """How to fix label maps holding the invalid raw ids ``bad``, for messages."""
+        return self._label_fix()
+
     def _valid_ids_text(self) -> str:
         valid = np.flatnonzero(self._lut >= 0)
         return _ranges_text(valid)
@@ -533,7 +716,88 @@ class SemanticDataset(Dataset):
         more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
         raise BadDataError(
             f"label map {path} holds id(s) {shown}{more}, outside the ids {self.kind} accepts "
-            f"({self._valid_ids_text()}; num_labels={self.num_labels}). {self._label_fix()}"
+            f"({self._valid_ids_text()}; num_labels={self.num_labels}). {self._bad_ids_fix(bad)}"
+        )
+
+    # ------------------------------------------------------------- checking every label map
+    def check_label_files(
+        self, files: Sequence[str | Path], folder: str | Path | None = None, scan: LabelScan | None = None,
+        *, cache: bool = True,
+    ) -> LabelCheck:
+        """Check label maps as this dataset checks its own when built: every raw id must map to a
+        channel and every colour be in the palette; one :class:`LabelMapError` lists every bad file
+        (names relative to ``folder``, by default the files' common folder). The files are read by
+        :func:`scan_label_maps` (cached under ``folder`` when ``cache``) unless ``scan`` has them."""
+        files = [Path(path) for path in files]
+        if not files:
+            return LabelCheck(0, 0, 0, None)
+        folder = Path(folder) if folder is not None else Path(os.path.commonpath([str(p.parent) for p in files]))
+        if scan is None or any(path not in scan.stats and path not in scan.errors for path in files):
+            scan = scan_label_maps(files, folder, cache=cache)
+        bad_ids: dict[Path, np.ndarray] = {}
+        problems: dict[Path, str] = {}
+        for path in files:
+            if path in scan.errors:
+                problems[path] = str(scan.errors[path])
+                continue
+            stats = scan.stats[path]
+            if "colours" in stats:
+                if self.palette is None:
+                    problems[path] = self._no_palette_message(path)
+                    continue
+                codes = np.asarray(stats["colours"], dtype=np.uint32)
+                ids, unknown = lookup_codes(codes, self.palette)
+                if unknown.any():
+                    problems[path] = _unlisted_colours_message(path, codes[unknown])
+                    continue
+                raw = ids.astype(np.int64)
+            else:
+                raw = np.asarray(stats["ids"], dtype=np.int64)
+            bad = unknown_raw_ids(raw, self._lut)
+            if bad.size:
+                bad_ids[path] = bad
+        if not bad_ids and not problems:
+            return scan.check
+        parts = []
+        if bad_ids:
+            parts.append(self._bad_ids_message(folder, bad_ids))
+        if problems:
+            if not bad_ids and len(problems) == 1:
+                parts.append(next(iter(problems.values())))
+            else:
+                messages = list(problems.values())
+                listing = "\n  ".join(messages[:_SHOWN_BAD_FILES])
+                hidden = len(messages) - _SHOWN_BAD_FILES
+                more = f"\n  ... and {hidden} more" if hidden > 0 else ""
+                parts.append(f"{len(problems)} label map(s) in {folder} cannot be used:\n  {listing}{more}")
+        raise LabelMapError("\n".join(parts), files=sorted({*bad_ids, *problems}), check=scan.check)
+
+    def _bad_ids_message(self, folder: Path, bad_ids: Mapping[Path, np.ndarray]) -> str:
+        """``"3 label maps in FOLDER hold ids >= num_labels=11: a.png (max id 14), .... Fix: ..."``"""
+        valid = np.flatnonzero(self._lut >= 0)
+        top = int(valid.max())
+        contiguous = int(valid.min()) == 0 and valid.size == top + 1
+        above = all(int(bad.min()) > top for bad in bad_ids.values())
+        if contiguous and above:
+            what = f"ids >= num_labels={self.num_labels}" if top + 1 == self.num_labels else f"ids > {top}"
+        else:
+            what = (f"ids that {self.kind} does not accept (it accepts {_ranges_text(valid)}; "
+                    f"num_labels={self.num_labels})")
+        items = []
+        for path, bad in list(bad_ids.items())[:_SHOWN_BAD_FILES]:
+            if int(bad.min()) > top:
+                detail = f"max id {int(bad.max())}"
+            else:
+                detail = ("id " if bad.size == 1 else "ids ") + ", ".join(str(int(v)) for v in bad[:_SHOWN_IN_MESSAGES])
+                detail += f" and {bad.size - _SHOWN_IN_MESSAGES} more" if bad.size > _SHOWN_IN_MESSAGES else ""
+            items.append(f"{_relative_name(path, folder)} ({detail})")
+        if len(bad_ids) > _SHOWN_BAD_FILES:
+            items.append(f"... and {len(bad_ids) - _SHOWN_BAD_FILES} more")
+        n = len(bad_ids)
+        every_bad = np.unique(np.concatenate(list(bad_ids.values())))
+        return (
+            f"{n} label map{'s' if n > 1 else ''} in {folder} hold{'' if n > 1 else 's'} {what}: "
+            f"{', '.join(items)}. {self._bad_ids_fix(every_bad)}"
         )
 
     @staticmethod
@@ -545,6 +809,22 @@ class SemanticDataset(Dataset):
                 f"{image_size[0]}x{image_size[1]}; a {what} must have its image's size. Fix: "
                 f"re-export the {what} at the image's size (or pair it with the right image)."
             )
+
+
+def _unlisted_colours_message(path: Path, codes: np.ndarray) -> str:
+    shown = ", ".join(str([int(c >> 16), int((c >> 8) & 255), int(c & 255)]) for c in codes[:_SHOWN_IN_MESSAGES])
+    more = f" and {len(codes) - _SHOWN_IN_MESSAGES} more" if len(codes) > _SHOWN_IN_MESSAGES else ""
+    return (
+        f"label map {path} has pixels of colour(s) {shown}{more} that the palette does not list. Fix: add "
+        "these colours to the palette file, or set label_palette=infer."
+    )
+
+
+def _relative_name(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def unknown_raw_ids(raw: np.ndarray, raw_to_index: np.ndarray) -> np.ndarray:
@@ -655,14 +935,14 @@ def join_instances(
         if use_instances == "auto":
             return None
         raise BadDataError(
-            f"use_instances=True but there are no instance maps ({pattern}) in {folder}. Fix: add "
-            "them, or pass use_instances=False to train without instance boundaries."
+            f"use_instances is on but there are no instance maps ({pattern}) in {folder}. Fix: add "
+            "them, or set use_instances=no (False from Python) to train without instance boundaries."
         )
     missing = [key for key in keys if key not in instances]
     if missing:
         raise BadDataError(
             f"missing pair: {len(missing)} of {len(keys)} samples have no instance map ({pattern}) "
-            f"in {folder}: {_short(missing)}. Fix: add them, or pass use_instances=False."
+            f"in {folder}: {_short(missing)}. Fix: add them, or set use_instances=no (False from Python)."
         )
     return {key: instances[key] for key in keys}
 

@@ -9,7 +9,7 @@ constant then linearly decayed to 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,8 @@ from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_opt
 @dataclasses.dataclass
 class CycleGANConfig(Pix2PixSchedule):
     """The paper's defaults; the data default to two Fashion-MNIST classes at 32 px."""
+
+    positive: ClassVar[tuple[str, ...]] = ("ngf", "ndf", "n_blocks", "n_layers_d")  # must be > 0
 
     dataset: str = "fashion-mnist"  # fashion-mnist (two classes) | folder:PATH (trainA/, trainB/)
     domain_a: str = "Sneaker"  # fashion-mnist: the classes that are the two domains

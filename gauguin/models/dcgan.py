@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -23,6 +23,8 @@ PENALTY_LOSSES = ("wgan-gp",)
 @dataclasses.dataclass
 class DCGANConfig(TrainConfig):
     """DCGAN defaults: Adam lr 2e-4, β=(0.5, 0.999), batch 128, z of 100 (Radford et al. 2016)."""
+
+    positive: ClassVar[tuple[str, ...]] = ("z_dim", "g_width", "d_width")  # must be > 0
 
     out_dir: str = "runs/dcgan"
     conditional: bool = True

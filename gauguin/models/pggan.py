@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from .pggan_nets import PGDiscriminator, PGGenerator, num_stages
 class PGGANConfig(TrainConfig):
     """The paper's networks, loss and optimiser; images per phase and batch sizes sized for a CPU
     (the paper: 800k images per fade and per stable phase, batch 16)."""
+
+    positive: ClassVar[tuple[str, ...]] = (  # must be > 0
+        "z_dim", "fmap_base", "fmap_max", "fade_images", "stable_images", "mbstd_group_size")
 
     out_dir: str = "runs/pggan"
     image_size: int = 32  # the target resolution (Fashion-MNIST padded to 32)

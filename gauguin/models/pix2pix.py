@@ -9,7 +9,7 @@ boundaries) of a semantic dataset, the paper's labels → photo setting.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,8 @@ from .semantic import build_label_map_dataset, input_real_fake_rows, one_hot_inp
 @dataclasses.dataclass
 class Pix2PixConfig(Pix2PixSchedule):
     """The paper's defaults; the data default to Fashion-MNIST edges → clothing at 32 px."""
+
+    positive: ClassVar[tuple[str, ...]] = ("ngf", "ndf", "n_layers_d")  # must be > 0
 
     # input=image: fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders);
     # input=labels: fashion-mnist (silhouettes) | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH

@@ -13,7 +13,7 @@ clustered before each checkpoint is written). Adam 2e-4, β=(0.5, 0.999).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,9 @@ FEATURE_CHANNELS = 3  # the paper's instance feature width
 @dataclasses.dataclass
 class Pix2PixHDConfig(SemanticConfig):
     """The paper's networks, losses and schedule; the data default to Fashion-MNIST silhouettes at 32 px."""
+
+    positive: ClassVar[tuple[str, ...]] = (  # must be > 0
+        "ngf", "ndf", "n_blocks", "n_blocks_local", "num_d", "n_layers_d", "nef", "feature_clusters", "cluster_images")
 
     out_dir: str = "runs/pix2pixhd"
     # the schedule of base.Pix2PixSchedule, restated: a dataclass cannot take overridden defaults from two bases

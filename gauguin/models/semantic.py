@@ -3,7 +3,7 @@ one-hot label map built on the device, generation from label maps and the sample
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -18,6 +18,8 @@ from .base import Batch, DataInfo, GANFamily, grid_rows
 @dataclasses.dataclass
 class SemanticConfig(TrainConfig):
     """Data options of label-map datasets (``gauguin.data.semantic``)."""
+
+    positive: ClassVar[tuple[str, ...]] = ("aspect_ratio",)  # must be > 0
 
     dataset: str = "fashion-mnist"  # fashion-mnist | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
     split: str = "train"  # the split trained on (train, val; fashion-mnist: train, test)

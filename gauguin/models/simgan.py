@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from .base import Batch, DataInfo, GANFamily, Logs, grid_rows
 class SimGANConfig(TrainConfig):
     """The paper's networks and schedule; the data default to Fashion-MNIST renders (synthetic) and
     the other half of the training split (real, unlabelled)."""
+
+    positive: ClassVar[tuple[str, ...]] = (  # must be > 0
+        "refiner_blocks", "refiner_width", "regularization_pool", "buffer_size")
 
     synthetic: str = ""  # folder of labelled synthetic images, one sub-folder per class ("" = renders)
     real: str = ""  # folder of unlabelled real images ("" = the second half of Fashion-MNIST train)

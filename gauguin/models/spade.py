@@ -14,7 +14,7 @@ resized once per resolution for all SPADE layers.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,9 @@ from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, repar
 class SPADEConfig(SemanticConfig):
     """The paper's networks, losses and schedule; the data defaults to Fashion-MNIST silhouettes at
     32 px (configs/spade_*.yaml hold the paper's COCO-Stuff / ADE20K / Cityscapes settings)."""
+
+    positive: ClassVar[tuple[str, ...]] = (  # must be > 0
+        "ngf", "ndf", "num_d", "n_layers_d", "z_dim", "encoder_input_size")
 
     out_dir: str = "runs/spade"
     batch_size: int = 32  # the paper's global batch (over 8 GPUs)

@@ -74,13 +74,22 @@ def default_colors(num_labels: int) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in row) for row in label_palette(num_labels).tolist()]
 
 
+def require_label_maps(meta: dict, source: str, inputs: list[str] | None = None) -> int:
+    """The label count of a model that paints label maps, from its meta (``meta.json`` / ``model.json``)
+    and, where known, its generator's input names; ValueError for any other model. Cheap: checked
+    before a checkpoint is loaded or exported."""
+    data = meta.get("data") or meta
+    num_labels = int(data.get("num_labels") or 0)
+    if num_labels < 1 or (inputs is not None and "label_map" not in inputs):
+        raise ValueError(f"{source} is a {meta.get('family')} model: it takes no label maps, so there is "
+                         "nothing to paint (the painter needs SPADE, pix2pixHD or pix2pix with input=labels)")
+    return num_labels
+
+
 def model_info_from_meta(meta: dict, inputs: list[str], z_dim: int, style_image: bool, source: str) -> ModelInfo:
     """ModelInfo of a checkpoint's meta (``meta.json`` / the export's ``model.json``)."""
     data = meta.get("data") or meta
-    num_labels = int(data.get("num_labels") or 0)
-    if num_labels < 1 or "label_map" not in inputs:
-        raise ValueError(f"{source} is a {meta.get('family')} model: it takes no label maps, so there is "
-                         "nothing to paint (the painter needs SPADE, pix2pixHD or pix2pix with input=labels)")
+    num_labels = require_label_maps(meta, source, inputs)
     names = list(data.get("label_names") or []) or [f"label {i}" for i in range(num_labels)]
     palette = data.get("palette") or {}
     raw_ids = data.get("raw_to_index") or []
@@ -238,23 +247,35 @@ def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def read_as_training_does(reader, data: bytes, what: str):
+    """``reader`` (a :mod:`gauguin.data.semantic` file reader: what training decodes its files with)
+    on a request's bytes, so that a request's pixels mean what the training files' pixels meant.
+    Its errors become 415 naming ``what``."""
+    from ..data.errors import BadDataError
+
+    try:
+        return reader(io.BytesIO(data), f"in the request's {what}")
+    except BadDataError as err:
+        raise RequestError(str(err), 415) from err
+
+
 def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
-    """Label ids ``[H, W]`` at the model's size from a PNG: 8-bit grey or palette-mode pixels are the ids,
-    RGB pixels are the labels' colours (``/api/labels``)."""
+    """Label ids ``[H, W]`` at the model's size from a PNG, its pixels read as training reads label files
+    (:func:`gauguin.data.semantic.read_label_file`): grey (8- or 16-bit, bilevel, alpha dropped) or palette
+    pixels are the ids, RGB(A) pixels are the labels' colours (``/api/labels``)."""
+    from ..data.semantic import read_label_file
+
     image = open_png(data, "label_map", max_pixels)
     if image.format != "PNG":
         raise RequestError(f"label_map is a {image.format} image; send a PNG (lossy formats change the ids)", 415)
-    if image.mode in ("L", "P"):
-        ids = np.asarray(image)
-        if int(ids.max()) >= info.num_labels:
-            bad = np.unique(ids[ids >= info.num_labels])[:8].tolist()
-            raise RequestError(f"label_map holds label id(s) {bad}; this model has labels 0..{info.num_labels - 1} "
-                               "(GET /api/labels)")
-        return resize_ids(ids, info.image_size).astype(np.int64)
-    if image.mode in ("RGB", "RGBA"):  # resized first: colours are looked up (and checked) on the model's pixels
-        return colors_to_label_ids(resize_ids(np.asarray(image.convert("RGB")), info.image_size), info)
-    raise RequestError(f"label_map has PNG mode {image.mode}; send 8-bit grey (L) or palette (P) pixels holding "
-                       "label ids, or RGB pixels in the labels' colours", 415)
+    pixels = read_as_training_does(read_label_file, data, "label_map")  # the modes training reads
+    if pixels.ndim == 3:  # colours; resized first: they are looked up (and checked) on the model's pixels
+        return colors_to_label_ids(resize_ids(pixels, info.image_size), info)
+    if pixels.size and (int(pixels.max()) >= info.num_labels or int(pixels.min()) < 0):
+        bad = np.unique(pixels[(pixels >= info.num_labels) | (pixels < 0)])[:8].tolist()
+        raise RequestError(f"label_map holds label id(s) {bad}; this model has labels 0..{info.num_labels - 1} "
+                           "(GET /api/labels)")
+    return resize_ids(pixels, info.image_size).astype(np.int64)
 
 
 def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -268,10 +289,13 @@ def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
 
 
 def decode_style_image(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
-    """A style photo as ``[C, H, W]`` float32 in [-1, 1] at the model's size (bicubic)."""
-    from ..data.semantic import model_pixels
+    """A style photo as ``[C, H, W]`` float32 in [-1, 1] at the model's size (bicubic), its pixels read as
+    training reads photos (16-bit grey scaled to 8 bits, alpha on white)."""
+    from ..data.semantic import model_pixels, read_rgb_image
 
-    return model_pixels(open_png(data, "style_image", max_pixels), info.image_size, info.channels)
+    open_png(data, "style_image", max_pixels)  # a readable image within the pixel limit, or a 4xx
+    image = read_as_training_does(read_rgb_image, data, "style_image")
+    return model_pixels(image, info.image_size, info.channels)
 
 
 def to_png(image: np.ndarray) -> bytes:

@@ -60,8 +60,10 @@ def exported_checkpoint(checkpoint: str | Path, log=print) -> Path:
     """The ONNX export of a gauguin checkpoint, made once and cached by the weights' content hash."""
     from ..fileio import file_sha256
     from ..sampling import read_checkpoint
+    from .engine import require_label_maps
 
-    folder = read_checkpoint(checkpoint)[0]
+    folder, _, meta = read_checkpoint(checkpoint)
+    require_label_maps(meta, str(folder))  # a model that paints nothing: refused before the export is written
     out = user_cache_dir("paint", "exports", file_sha256(folder / "weights.safetensors")[:20])
     if not (out / "model.json").is_file():
         log(f"gauguin paint: exporting {folder} to ONNX ({out})")

@@ -8,7 +8,10 @@ Layout of ``<out_dir>/checkpoints/step_0001000/``::
                              and the SHA-256 of both tensor files (checked on load)
 
 A checkpoint is written into a hidden temporary folder, every file fsync'ed, and renamed into
-place, so a crash mid-write never leaves a half checkpoint under a real name.
+place, so a crash mid-write never leaves a half checkpoint under a real name. ``meta.json`` is
+checked against :data:`META_SCHEMA` on load: a checkpoint whose meta.json lacks a key or holds a
+value of the wrong type is corrupt like one whose file fails its checksum. A corrupt checkpoint is
+never overwritten or pruned: resuming past it first moves it aside to ``step_N.corrupt``.
 """
 from __future__ import annotations
 
@@ -18,20 +21,116 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..fileio import file_sha256
+from ..fileio import file_sha256, write_fix
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 META = "meta.json"
+FORMAT = "gauguin-checkpoint-1"
+TENSOR_FILES = ("weights.safetensors", "train_state.safetensors")
+EARLIER = "; use an earlier checkpoint"  # the fix a corrupt checkpoint's message ends with
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated or corrupt; the message names the file."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, permissions); the checkpoints before it are intact."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+# ------------------------------------------------------------------ meta.json schema
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _is_file_entry(v: Any) -> bool:
+    return (isinstance(v, dict) and isinstance(v.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", v["sha256"])
+            is not None and _is_int(v.get("bytes")) and v["bytes"] >= 0)
+
+
+def _is_optimizer(v: Any) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("param_groups"), list) and isinstance(v.get("scalars"), dict)
+
+
+# every checkpoint: what sampling, export and serving read
+META_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "format": (f"the string {FORMAT!r}", lambda v: v == FORMAT),
+    "family": ("a family name", lambda v: isinstance(v, str) and v != ""),
+    "config": ("a mapping", lambda v: isinstance(v, dict)),
+    "num_classes": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "classes": ("a list or null", lambda v: v is None or isinstance(v, list)),
+    "data": ("a mapping", lambda v: isinstance(v, dict)),
+    "step": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "time": ("a string", lambda v: isinstance(v, str)),
+    "files": ("a mapping of file name to {sha256, bytes}",
+              lambda v: isinstance(v, dict) and TENSOR_FILES[0] in v and all(map(_is_file_entry, v.values()))),
+}
+# and what a resumed run needs besides
+TRAINING_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "world_size": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "sampler": ("a mapping", lambda v: isinstance(v, dict)),
+    "optimizers": ("a mapping with opt_g and opt_d",
+                   lambda v: isinstance(v, dict) and all(_is_optimizer(v.get(k)) for k in ("opt_g", "opt_d"))),
+    "schedulers": ("a mapping with sched_g and sched_d",
+                   lambda v: isinstance(v, dict) and all(isinstance(v.get(k), dict) for k in ("sched_g", "sched_d"))),
+    "ema_updates": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "best_metric": ("a number or null", lambda v: v is None or _is_number(v)),
+    "metric_history": ("a list", lambda v: isinstance(v, list)),
+    "rng": ("a list of mappings", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_meta(meta: Any, meta_path: Path, training: bool = False) -> dict:
+    """``meta`` if it fits :data:`META_SCHEMA` (and, with ``training``, :data:`TRAINING_SCHEMA`: what a
+    resumed run needs); else :class:`CheckpointError` naming the key."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} is corrupt (a JSON {type(meta).__name__}, not an object){EARLIER}")
+    schema = {**META_SCHEMA, **TRAINING_SCHEMA} if training or any(k in meta for k in TRAINING_SCHEMA) else META_SCHEMA
+    for key, (expected, check) in schema.items():
+        if key not in meta:
+            raise CheckpointError(f"{meta_path} is corrupt (no '{key}'){EARLIER}")
+        if not check(meta[key]):
+            raise CheckpointError(f"{meta_path} is corrupt ('{key}' must be {expected}, got "
+                                  f"{_short(meta[key])}){EARLIER}")
+    if "world_size" in schema and len(meta["rng"]) != meta["world_size"]:
+        raise CheckpointError(f"{meta_path} is corrupt ({len(meta['rng'])} RNG states for world_size "
+                              f"{meta['world_size']}){EARLIER}")
+    if "world_size" in schema and TENSOR_FILES[1] not in meta["files"]:
+        raise CheckpointError(f"{meta_path} is corrupt (no {TENSOR_FILES[1]} in 'files'){EARLIER}")
+    return meta
+
+
+def read_meta(path: Path, training: bool = False) -> dict:
+    """The validated meta.json of the checkpoint folder ``path`` (its tensor files are not read);
+    ``training``: it must also hold what a resumed run needs."""
+    meta_path = Path(path) / META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path} is missing: {path} is not a gauguin checkpoint folder")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{meta_path} is corrupt ({type(err).__name__}){EARLIER}") from None
+    except OSError as err:
+        raise CheckpointError(f"{meta_path} cannot be read ({err.strerror}){EARLIER}") from None
+    return validate_meta(meta, meta_path, training)
 
 
 def _fsync(path: Path) -> None:
@@ -60,7 +159,7 @@ def save_checkpoint(target: Path, tensor_files: dict[str, dict[str, torch.Tensor
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
             _fsync(path)
             checksums[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-        meta = dict(meta, files=checksums)
+        meta = validate_meta(dict(meta, files=checksums), target / META)  # never write what load refuses
         with open(tmp / META, "w") as f:
             json.dump(meta, f, indent=2)
             f.flush()
@@ -75,35 +174,39 @@ def save_checkpoint(target: Path, tensor_files: dict[str, dict[str, torch.Tensor
         _fsync(target.parent)
         if old.exists():
             shutil.rmtree(old)
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, SafetensorError):  # safetensors reports the OS error as text: "... (os error 28)"
+            code = re.search(r"os error (\d+)", str(err))
+            err = OSError(int(code.group(1)) if code else None, str(err))
+        where = f": {err.filename}" if err.filename else ""
+        raise CheckpointWriteError(err.errno, f"could not write the checkpoint {target} ({err.strerror}{where}); "
+                                   f"{write_fix(err)}, then continue with --resume: the checkpoints already in "
+                                   f"{target.parent} are intact", str(target)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """Read and verify a checkpoint folder; raise :class:`CheckpointError` naming the bad file."""
+def load_checkpoint(path: Path, training: bool = False) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Read and verify a checkpoint folder (``training``: one a run can resume from); raise
+    :class:`CheckpointError` naming the bad file."""
     path = Path(path)
     if path.is_file() and path.name == META:
         path = path.parent
-    meta_path = path / META
-    if not meta_path.is_file():
-        raise CheckpointError(f"{meta_path} is missing: {path} is not a gauguin checkpoint folder")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_path} is corrupt ({err}); use an earlier checkpoint") from None
+    meta = read_meta(path, training)
     tensors = {}
-    for name, info in meta.get("files", {}).items():
+    for name, info in meta["files"].items():
         file = path / name
-        if not file.is_file():
-            raise CheckpointError(f"{file} is missing; use an earlier checkpoint")
+        if Path(name).name != name or not file.is_file():
+            raise CheckpointError(f"{file} is missing{EARLIER}")
         if file.stat().st_size != info["bytes"] or file_sha256(file) != info["sha256"]:
-            raise CheckpointError(f"{file} is truncated or corrupt (checksum mismatch); use an earlier checkpoint")
+            raise CheckpointError(f"{file} is truncated or corrupt (checksum mismatch){EARLIER}")
         try:
             tensors[name] = load_file(str(file))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{file} cannot be read ({err}); use an earlier checkpoint") from None
+            raise CheckpointError(f"{file} cannot be read ({err}){EARLIER}") from None
     return tensors, meta
 
 
@@ -116,13 +219,13 @@ def step_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_meta(root: Path) -> tuple[Path, dict] | None:
-    """The newest step checkpoint's meta.json that reads, without verifying its tensor files: the
+def latest_meta(root: Path, training: bool = False) -> tuple[Path, dict] | None:
+    """The newest step checkpoint whose meta.json is valid, without verifying its tensor files: the
     cheap look at a run's config before :func:`load_latest` verifies and loads everything."""
     for path in reversed(step_checkpoints(root)):
         try:
-            return path, json.loads((path / META).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return path, read_meta(path, training)
+        except CheckpointError:
             continue
     return None
 
@@ -137,6 +240,71 @@ def load_latest(root: Path) -> tuple[Path, dict, dict] | None:
             continue
         return path, tensors, meta
     return None
+
+
+def resume_point(root: Path, move_corrupt: bool = True) -> tuple[Path, dict, dict]:
+    """The checkpoint a resumed run continues from: the newest that verifies.
+
+    Newer corrupt ones are moved aside to ``step_N.corrupt`` (``move_corrupt``), so the resumed run
+    neither overwrites nor prunes them. When none verifies, nothing is touched and
+    :class:`CheckpointError` lists every failure."""
+    root = Path(root)
+    failures = []
+    for path in reversed(step_checkpoints(root)):
+        try:
+            tensors, meta = load_checkpoint(path, training=True)
+        except CheckpointError as err:
+            failures.append((path, err))
+            continue
+        for bad, err in failures if move_corrupt else ():
+            aside = _free_name(bad.with_name(bad.name + ".corrupt"))
+            os.rename(bad, aside)
+            warnings.warn(f"skipping corrupt checkpoint ({err}); moved it to {aside}, resuming from {path}",
+                          stacklevel=2)
+        return path, tensors, meta
+    if not failures:
+        raise CheckpointError(f"--resume: no checkpoint under {root}; drop --resume to start a new run")
+    reasons = "; ".join(str(err).removesuffix(EARLIER) for _, err in failures)
+    raise CheckpointError(f"--resume: none of the {len(failures)} checkpoint(s) under {root} verifies ({reasons}). "
+                          "Nothing was changed: restore them from a backup, or start a new run in another "
+                          "folder with out_dir=NEW_FOLDER")
+
+
+def _free_name(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def recover_interrupted_writes(root: Path) -> None:
+    """Undo what a process killed inside :func:`save_checkpoint` left: half-written ``.NAME.tmp``
+    folders are deleted, and a ``.NAME.old`` whose replacement never arrived is moved back."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if not (entry.name.startswith(".") and entry.is_dir()):
+            continue
+        if entry.name.endswith(".tmp"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.endswith(".old"):
+            target = root / entry.name[1 : -len(".old")]
+            if target.exists():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                os.rename(entry, target)
+
+
+def saved_checkpoints(root: Path) -> list[Path]:
+    """Every checkpoint folder under ``root`` a new run must not overwrite: ``step_*``, ``best`` and
+    the ones moved aside as corrupt."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (STEP_DIR.match(p.name) or p.name == "best" or ".corrupt" in p.name or (p / META).exists()))
 
 
 def prune(root: Path, keep: int) -> None:

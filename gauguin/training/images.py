@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..fileio import named_os_error
+
 
 def make_grid(images: torch.Tensor, columns: int, padding: int = 2) -> torch.Tensor:
     """Tile ``[N, C, H, W]`` images into one ``[C, rows*(H+p)+p, columns*(W+p)+p]`` image."""
@@ -32,6 +34,10 @@ def save_png(image: torch.Tensor, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        with named_os_error(path):
+            Image.fromarray(to_uint8(image)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,13 +24,14 @@ from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_me
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
 from . import checkpoint as ckpt
-from .distributed import (DistInfo, average_gradients, barrier, broadcast_buffers, broadcast_flag, broadcast_module,
-                          gather_objects, init_distributed, shutdown)
+from .distributed import (DistInfo, any_rank, average_gradients, barrier, broadcast_buffers, broadcast_flag,
+                          broadcast_module, gather_objects, init_distributed, shutdown)
 from .ema import EMA
 from .images import make_grid, save_png
 from .logger import RunLogger
 from .rng import capture_rng, restore_rng, seed_all
 from .sampler import EpochBatchSampler
+from .signals import StopSignals, TrainingStopped
 
 GRID_COLUMNS = 10
 
@@ -67,10 +69,12 @@ def run_config(family: str, config_file: str | None, overrides: list[str], resum
     values = cls.read_values(config_file, overrides)
     if not resume:
         return cls.from_dict(values)
-    out_dir = cls.from_dict(values).out_dir
-    found = ckpt.latest_meta(Path(out_dir) / "checkpoints")  # the Trainer verifies the files
+    root = Path(cls.from_dict(values).out_dir) / "checkpoints"
+    found = ckpt.latest_meta(root, training=True)  # the Trainer verifies the files
+    if found is None and ckpt.step_checkpoints(root):
+        ckpt.resume_point(root, move_corrupt=False)  # raises, naming every checkpoint's fault
     if found is None:
-        raise ConfigError(f"--resume: no checkpoint under {out_dir}/checkpoints; drop --resume to start a new run")
+        raise ConfigError(f"--resume: no checkpoint under {root}; drop --resume to start a new run")
     path, meta = found
     if meta["family"] != family:
         raise ConfigError(f"--resume: {path} is a {meta['family']} run, not {family}")
@@ -100,10 +104,10 @@ class Trainer:
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
-        found = ckpt.load_latest(self.ckpt_dir) if resume else None
-        if not resume and ckpt.step_checkpoints(self.ckpt_dir):
-            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints; pass --resume to continue that run "
-                              "or set out_dir=... to start a new one")
+        found = self._resume_point() if resume else None
+        if not resume and (saved := ckpt.saved_checkpoints(self.ckpt_dir)):
+            raise ConfigError(f"{self.ckpt_dir} already holds checkpoints ({', '.join(p.name for p in saved[:4])}); "
+                              "pass --resume to continue that run or set out_dir=... to start a new one")
 
         seed_all(cfg.seed)  # same initial weights on every rank
         family_cls = get_family(family_name)
@@ -125,6 +129,7 @@ class Trainer:
         self.sampler = EpochBatchSampler(len(self.dataset), cfg.batch_size // self.dist.world_size, cfg.seed,
                                          self.dist.rank, self.dist.world_size)
         self.state = TrainState()
+        self.last_checkpoint: Path | None = None  # the newest step checkpoint this process wrote
         try:
             check_metric_names(list(cfg.eval_metrics))
         except ValueError as err:
@@ -136,6 +141,20 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # the grid must not move the training RNG (exact resume)
             self.grid_inputs = self.family.grid_inputs(self.dataset, GRID_COLUMNS,
                                                        torch.Generator().manual_seed(cfg.seed))
+
+    def _resume_point(self) -> tuple[Path, dict, dict]:
+        """The newest checkpoint that verifies; rank 0 first repairs interrupted writes and moves newer
+        corrupt checkpoints aside, the other ranks then read what it left."""
+        error = None
+        if self.dist.is_main:
+            try:
+                ckpt.recover_interrupted_writes(self.ckpt_dir)
+                found = ckpt.resume_point(self.ckpt_dir)
+            except ckpt.CheckpointError as err:
+                error = err
+        if broadcast_flag(error is not None, self.dist):  # every rank stops, none waits for rank 0
+            raise error or ckpt.CheckpointError(f"rank 0 found no checkpoint under {self.ckpt_dir} to resume")
+        return found if self.dist.is_main else ckpt.resume_point(self.ckpt_dir, move_corrupt=False)
 
     def lr_factor(self, step: int) -> float:
         """Constant, then linear decay to 0 from ``lr_decay_start * steps`` (pix2pix/CycleGAN schedule)."""
@@ -215,34 +234,45 @@ class Trainer:
                          f"{self.precision}, from step {self.state.step}")
         images_per_step = cfg.batch_size * max(cfg.d_steps_per_g_step, cfg.g_steps_per_iteration)
         logger.images_per_second(self.state.step * images_per_step)
-        last_path = None
         try:
-            while self.state.step < cfg.steps:
-                logs = self.train_step(self.state.step)
-                self.state.step = step = self.state.step + 1
-                logger.advance()
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    logs.update(grad_norm_g=_grad_norm(self.G), grad_norm_d=_grad_norm(self.D),
-                                lr_g=self.sched_g.get_last_lr()[0], lr_d=self.sched_d.get_last_lr()[0],
-                                img_per_s=logger.images_per_second(step * images_per_step))
-                    if not all(math.isfinite(v) for v in logs.values()):
-                        raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
-                                                 "or try precision=fp32, and resume from the last checkpoint")
-                    logger.scalars(step, logs)
-                milestone = self.family.milestone(step)
-                if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or milestone):
-                    self.write_grid(logger, step)
-                improved = False
-                if milestone or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    improved = broadcast_flag(self.evaluate(logger, step), self.dist)
-                periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
-                if periodic or improved:
-                    last_path = self.save(step, improved, periodic) or last_path
-        finally:
-            logger.close()
+            with StopSignals(announce=self.dist.is_main) as stop:
+                self._train_until_done_or_stopped(logger, stop, images_per_step)
+        except BaseException:
+            logger.close(quiet=True)  # the error in flight is the one to report
+            raise
+        logger.close()
         barrier(self.dist)
         shutdown(self.dist)
-        return last_path
+        return self.last_checkpoint
+
+    def _train_until_done_or_stopped(self, logger: RunLogger, stop: StopSignals, images_per_step: int) -> None:
+        cfg = self.cfg
+        while self.state.step < cfg.steps:
+            logs = self.train_step(self.state.step)
+            self.state.step = step = self.state.step + 1
+            logger.advance()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                logs.update(grad_norm_g=_grad_norm(self.G), grad_norm_d=_grad_norm(self.D),
+                            lr_g=self.sched_g.get_last_lr()[0], lr_d=self.sched_d.get_last_lr()[0],
+                            img_per_s=logger.images_per_second(step * images_per_step))
+                if not all(math.isfinite(v) for v in logs.values()):
+                    raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
+                                             "or try precision=fp32, and resume from the last checkpoint")
+                logger.scalars(step, logs)
+            milestone = self.family.milestone(step)
+            if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or milestone):
+                self.write_grid(logger, step)
+            improved = False
+            if milestone or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                improved = broadcast_flag(self.evaluate(logger, step), self.dist)
+            periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
+            if periodic or improved:
+                self.save(step, improved, periodic)
+            if any_rank(stop.requested is not None, self.dist):  # every rank stops at the same step
+                if not periodic:
+                    self.save(step, best=False, periodic=True)
+                barrier(self.dist)
+                raise TrainingStopped(stop.requested or signal.SIGTERM, self.ckpt_dir / f"step_{step:07d}", step)
 
     def _data_summary(self) -> str:
         info = self.data_info
@@ -373,7 +403,7 @@ class Trainer:
         files = {"weights.safetensors": weights, "train_state.safetensors": state}
         path = None
         if periodic:
-            path = ckpt.save_checkpoint(self.ckpt_dir / f"step_{step:07d}", files, meta)
+            path = self.last_checkpoint = ckpt.save_checkpoint(self.ckpt_dir / f"step_{step:07d}", files, meta)
             ckpt.prune(self.ckpt_dir, self.cfg.keep_checkpoints)
         if best:
             ckpt.save_checkpoint(self.ckpt_dir / "best", files, meta)
