@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("family", choices=sorted(FAMILIES))
     p.add_argument("--config", help="YAML file of config values")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir from its newest checkpoint")
-    p.add_argument("--data", help="the dataset (same as dataset=...): fashion-mnist, or for spade coco-stuff:PATH, "
-                                  "cityscapes:PATH, ade20k:PATH, folder:PATH")
+    p.add_argument("--data", help="the dataset (same as dataset=...): fashion-mnist or folder:PATH (every family); "
+                                  "for the semantic families also coco-stuff:PATH, cityscapes:PATH, ade20k:PATH")
     p.add_argument("--synthetic", help="simgan: folder of labelled synthetic images (one sub-folder per class)")
     p.add_argument("--real", help="simgan: folder of unlabelled real images")
     p.add_argument("overrides", nargs="*", metavar="key=value")

@@ -83,7 +83,8 @@ class LoadedGenerator:
         -> label ids ``[H, W]`` at the model's size (nearest neighbour)."""
         import numpy as np
 
-        from .data.semantic import colors_to_ids, read_label_file, unknown_raw_ids
+        from .data.label_files import colors_to_ids, read_label_file
+        from .data.semantic import unknown_raw_ids
 
         if not self.data.num_labels:
             raise ValueError(f"{self.folder} is a {self.meta['family']} model: it takes no label maps")
@@ -103,7 +104,7 @@ class LoadedGenerator:
         return resize_ids(ids, self.image_size)
 
     def read_instance_map(self, path: str | Path) -> torch.Tensor:
-        from .data.semantic import read_instance_file
+        from .data.label_files import read_instance_file
 
         return resize_ids(torch.from_numpy(read_instance_file(path).astype("int64")), self.image_size)
 
@@ -113,7 +114,7 @@ class LoadedGenerator:
 
     def read_image(self, path: str | Path, channels: int) -> torch.Tensor:
         """An image file as ``[1, channels, H, W]`` in [-1, 1] at the model's size (bicubic)."""
-        from .data.semantic import model_pixels, read_rgb_image
+        from .data.label_files import model_pixels, read_rgb_image
 
         return torch.from_numpy(model_pixels(read_rgb_image(path), self.image_size, channels)).unsqueeze(0)
 

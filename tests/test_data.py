@@ -296,7 +296,7 @@ def test_folder_empty_missing_and_not_a_folder(tmp_path):
 # ------------------------------------------------------------------------------ build_dataset
 def test_build_dataset_unknown_name_suggests_closest():
     with pytest.raises(ValueError, match="did you mean 'fashion_mnist'") as info:
-        build_dataset("fashion-mnist", "", 32, 1)
+        build_dataset("fashion-mnst", "", 32, 1)  # ("fashion-mnist" itself is the other families' spelling)
     assert "'folder'" in str(info.value)
 
 
@@ -317,3 +317,17 @@ def test_build_dataset_fashion_mnist_searches():
     data = build_dataset("fashion_mnist", "", 32, 1, split="test")
     assert isinstance(data, FashionMNIST) and len(data) == 10_000
     assert data.get_batch(torch.arange(2))[0].shape == (2, 1, 32, 32)
+
+
+def test_every_family_s_data_spec_names_the_same_datasets(tmp_path):
+    """`--data fashion-mnist` and `--data folder:PATH` (the other families' grammar) work for DCGAN too."""
+    from gauguin.data import build_dataset
+
+    a, b = build_dataset("fashion-mnist", "", 28, 1, "test"), build_dataset("fashion_mnist", "", 28, 1, "test")
+    assert len(a) == len(b) == 10_000 and torch.equal(a.get_batch([0, 5])[0], b.get_batch([0, 5])[0])
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    folder = build_dataset(f"folder:{tmp_path}", "", 28, 1)
+    assert len(folder) == 3
+    with pytest.raises(BadDataError, match="give the folder once"):
+        build_dataset(f"folder:{tmp_path}", "/elsewhere", 28, 1)

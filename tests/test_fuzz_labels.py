@@ -1,4 +1,4 @@
-"""Property-based fuzzing of label-map decoding (gauguin.data.semantic).
+"""Property-based fuzzing of label-map decoding (gauguin.data.label_files, gauguin.data.label_scan).
 
 Random small label maps in every mode training accepts (8-bit grey 'L', palette 'P', 16-bit
 'I;16', bilevel '1', grey + alpha 'LA', RGB / RGBA colour maps, 32-bit 'I' TIFFs), files of a

@@ -24,7 +24,8 @@ from gauguin.data import (
     load_palette,
 )
 from gauguin.data.errors import LabelMapError
-from gauguin.data.semantic import label_cache_file, read_instance_file, read_label_file
+from gauguin.data.label_files import read_instance_file, read_label_file
+from gauguin.data.label_scan import label_cache_file
 from gauguin.nn.labels import instance_edges, one_hot_labels, semantic_input
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"

@@ -401,7 +401,7 @@ def test_a_seed_must_be_a_json_integer_in_range(server):
 
 
 def test_label_maps_in_every_mode_training_reads_are_accepted_as_training_reads_them(server, tmp_path):
-    from gauguin.data.semantic import read_label_file
+    from gauguin.data.label_files import read_label_file
 
     info = FakeBackend().info
     ids = np.zeros((16, 16), np.uint8)
@@ -430,7 +430,7 @@ def test_label_maps_in_every_mode_training_reads_are_accepted_as_training_reads_
 
 
 def test_a_16_bit_style_image_is_scaled_as_training_scales_it(tmp_path):
-    from gauguin.data.semantic import model_pixels, read_rgb_image
+    from gauguin.data.label_files import model_pixels, read_rgb_image
     from gauguin.serve.engine import decode_style_image
 
     info = FakeBackend().info

@@ -15,7 +15,8 @@ from gauguin.data.ade20k import ADE20K, ADE20K_CLASSES
 from gauguin.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
 from gauguin.data.coco_stuff import COCO_STUFF_CLASSES, CocoStuff
 from gauguin.data.label_folder import LabelFolder
-from gauguin.data.semantic import PREPROCESS_MODES, SEMANTIC_DATASETS, SemanticDataset, build_semantic_dataset, load_palette
+from gauguin.data.label_files import load_palette
+from gauguin.data.semantic import PREPROCESS_MODES, SEMANTIC_DATASETS, SemanticDataset, build_semantic_dataset
 from gauguin.data.silhouettes import FashionMNISTSilhouettes
 from gauguin.data.paired import PAIRED_DATASETS, FashionMNISTEdges, PairedFolder, build_paired_dataset, edge_drawing
 from gauguin.data.unpaired import UNPAIRED_DATASETS, FashionMNISTDomains, UnpairedFolder, build_unpaired_dataset
@@ -62,11 +63,20 @@ __all__ = [
 def build_dataset(
     name: str, root: str | Path, image_size: int, channels: int, split: str = "train"
 ) -> FashionMNIST | ImageFolder:
-    """The dataset called ``name`` ("fashion_mnist" or "folder"), as set by a run config.
+    """The dataset ``name`` names, as set by a run config: ``fashion_mnist`` or ``folder``, also written
+    as the other families' specs ``fashion-mnist[:ROOT]`` and ``folder:PATH`` (the folder, in place of
+    ``root``).
 
     For "fashion_mnist" an empty ``root`` means search the usual places. A folder has no
     splits, so "folder" serves the whole folder whatever ``split`` is.
     """
+    kind, has_path, path = str(name).partition(":")
+    name = kind.strip().lower().replace("-", "_")
+    if has_path:
+        if root and Path(root) != Path(path):
+            raise BadDataError(f"dataset={kind}:{path} names a folder and data_root={root} another; give the "
+                               "folder once (dataset=folder:PATH, or dataset=folder data_root=PATH)")
+        root = path
     if name == "fashion_mnist":
         return FashionMNIST(split=split, root=root or None, image_size=image_size, channels=channels)
     if name == "folder":

@@ -17,8 +17,6 @@ from gauguin.data.folder import IMAGE_EXTENSIONS
 from gauguin.data.semantic import (
     DONT_CARE_NAME,
     LABEL_EXTENSIONS,
-    RGB,
-    LabelScan,
     Preprocessing,
     SemanticDataset,
     SemanticSample,
@@ -26,11 +24,10 @@ from gauguin.data.semantic import (
     join_instances,
     join_pairs,
     list_files,
-    load_palette,
-    lookup_codes,
     require_folder,
-    scan_label_maps,
 )
+from gauguin.data.label_files import RGB, load_palette, lookup_codes
+from gauguin.data.label_scan import LabelScan, scan_label_maps
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +47,7 @@ class LabelFolder(SemanticDataset):
     - ``label_names``: names of the ``num_labels`` channels (default ``class_<id>``).
 
     Every label map is read once when the dataset is built (cached, see
-    :func:`~gauguin.data.semantic.scan_label_maps`): an id that ``num_labels`` does not allow stops
+    :func:`~gauguin.data.label_scan.scan_label_maps`): an id that ``num_labels`` does not allow stops
     here, with one error naming every such file and the ``num_labels`` that would fit.
 
     Defaults: resize to 286×286, random 256×256 crop, random flip; instance maps when present.

@@ -37,9 +37,9 @@ from gauguin.data.semantic import (
     build_from_spec,
     files_by_key,
     list_files,
-    read_rgb_image,
     require_folder,
 )
+from gauguin.data.label_files import read_rgb_image
 
 DIRECTIONS = ("AtoB", "BtoA")
 

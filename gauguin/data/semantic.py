@@ -3,9 +3,8 @@
 The shared machinery of the SPADE / pix2pix / pix2pixHD datasets (COCO-Stuff, Cityscapes,
 ADE20K and folders of your own pairs):
 
-- reading label maps in 8-bit grey, palette ('P': the index is the id), 16-bit, or RGB colour
-  codes with a palette (:func:`read_label_file`, :func:`load_palette`), and instance maps
-  (:func:`read_instance_file`);
+- label maps, instance maps and photos read by :mod:`gauguin.data.label_files`, label maps checked
+  once when a dataset is built by :mod:`gauguin.data.label_scan`;
 - SPADE's preprocessing modes, applied identically to the photo (bicubic, antialiased) and to the
   label and instance maps (nearest neighbour, so no id is ever invented): ``resize_and_crop``,
   ``scale_width_and_crop``, ``fixed`` and ``none``, plus a random horizontal flip;
@@ -13,10 +12,6 @@ ADE20K and folders of your own pairs):
   "instance"]}``; the random crop offsets and flips are drawn from torch's global RNG in the
   calling thread, in index order, before any file is decoded, so a run restored with its RNG
   state sees exactly the same batches;
-- every label map checked once when a dataset is built (:func:`scan_label_maps`: a thread pool,
-  each file's distinct ids or colours cached by (path, size, mtime_ns) under
-  ``user_cache_dir("label_maps")``), so a bad id stops the run before its first step, naming all
-  the bad files at once;
 - :func:`build_semantic_dataset` for specs like ``"coco-stuff:PATH"``.
 
 One-hot encoding is not done here: the training step does it on the device
@@ -25,16 +20,14 @@ One-hot encoding is not done here: the training step does it on the device
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,219 +37,17 @@ from torch.utils.data import Dataset
 
 from gauguin.data.errors import BadDataError, DatasetNotFoundError, LabelMapError
 from gauguin.data.folder import DECODE_THREADS, IMAGE_EXTENSIONS
-from gauguin.fileio import user_cache_dir, write_bytes_atomic
+from gauguin.data.label_files import (_SHOWN_IN_MESSAGES, RGB, _undecodable, colors_to_ids, lookup_codes,
+                                      read_instance_file, read_label_file, read_rgb_image)
+from gauguin.data.label_scan import _SHOWN_BAD_FILES, LabelCheck, LabelScan, scan_label_maps
 
 logger = logging.getLogger(__name__)
 
 PREPROCESS_MODES = ("resize_and_crop", "scale_width_and_crop", "fixed", "none")
 DONT_CARE_NAME = "dont_care"
 LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG label map has invented ids
-RGB = tuple[int, int, int]
-
-_SHOWN_IN_MESSAGES = 5
-_ID_MODES = ("L", "P", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
-_COLOUR_MODES = ("RGB", "RGBA")
 
 
-# ----------------------------------------------------------------------------- reading files
-def read_label_file(path: str | Path | BinaryIO, name: str = "") -> np.ndarray:
-    """The raw content of a label map: ``[H, W]`` integer ids, or ``[H, W, 3]`` uint8 colours.
-
-    8-bit grey ('L'), bilevel ('1') and palette images ('P', whose palette index is the id) give
-    uint8 ids; 16-bit ('I;16') and 32-bit ('I') images give wider integers; RGB(A) images give
-    their colours, to be turned into ids with a palette (:func:`colors_to_ids`). Anything else, or
-    a file that cannot be decoded, raises :class:`BadDataError` naming the file (or ``name``, for an
-    open binary file such as a request's bytes).
-    """
-    path, shown = _source(path, name)
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            if mode in _ID_MODES:
-                array = np.array(image)
-            elif mode in ("LA", "PA"):  # grey or palette ids with an alpha channel: drop the alpha
-                array = np.array(image.getchannel(0))
-            elif mode in _COLOUR_MODES:
-                array = np.array(image.convert("RGB"))
-            else:
-                raise BadDataError(
-                    f"label map {shown} is a {mode!r} image; label maps must hold integer ids (8- or "
-                    "16-bit grey, or palette) or RGB colour codes. Fix: re-export it as such a PNG."
-                )
-    except BadDataError:
-        raise
-    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-        raise _undecodable(shown, "label map", err) from err
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    return array
-
-
-def read_instance_file(path: str | Path) -> np.ndarray:
-    """An instance map as ``[H, W]`` integer ids (8-, 16- or 32-bit grey, or palette)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            if image.mode not in _ID_MODES:
-                raise BadDataError(
-                    f"instance map {path} is a {image.mode!r} image; instance maps must hold integer "
-                    "ids (8-bit, 16-bit or 32-bit grey). Fix: re-export it as a grey PNG of ids."
-                )
-            array = np.array(image)
-    except BadDataError:
-        raise
-    except Exception as err:  # PIL raises many types
-        raise _undecodable(path, "instance map", err) from err
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    if array.size and int(array.min()) < 0:
-        raise BadDataError(f"instance map {path} holds negative ids; fix: re-export it with ids >= 0")
-    return array
-
-
-def model_pixels(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """A photo as a model input: ``[channels, H, W]`` float32 in [-1, 1] at ``size`` (H, W), bicubic."""
-    image = image.convert("L" if channels == 1 else "RGB")
-    pixels = np.asarray(image.resize(size[::-1], resample=Image.BICUBIC), dtype=np.float32)
-    return pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1) / 127.5 - 1.0
-
-
-def read_rgb_image(path: str | Path | BinaryIO, name: str = "") -> Image.Image:
-    """The photo at ``path`` (or an open binary file, called ``name`` in errors) as an RGB PIL image,
-    pixels exactly as stored (no EXIF rotation: label maps are drawn on the stored pixels); 16-bit
-    grey is scaled, alpha goes on white."""
-    path, shown = _source(path, name)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-                grey = np.array(image).astype(np.float32)
-                image = Image.fromarray(np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8), mode="L")
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            return image.convert("RGB")
-    except Exception as err:
-        raise _undecodable(shown, "image", err) from err
-
-
-def _source(path: str | Path | BinaryIO, name: str) -> tuple[Path | BinaryIO, str]:
-    """What PIL opens (a path, or the open file itself) and how errors name it."""
-    if hasattr(path, "read"):
-        return path, name or "(an open file)"
-    return Path(path), str(path)
-
-
-def _undecodable(path: Path | str, what: str, err: Exception) -> BadDataError:
-    return BadDataError(
-        f"cannot decode {what} {path} ({type(err).__name__}: {err}); the file is unreadable or "
-        "corrupt. Fix: re-export or re-download it, or delete it together with its pair."
-    )
-
-
-# ---------------------------------------------------------------------------------- palettes
-def load_palette(source: str | Path | Mapping | Sequence) -> dict[int, RGB]:
-    """A palette ``{label id: (r, g, b)}`` from a JSON or YAML file, a mapping or a list.
-
-    The file (or object) holds either a mapping ``{id: [r, g, b]}`` (ids as ints or digit strings)
-    or a list of ``[r, g, b]`` whose position is the id. Colours must be distinct.
-    """
-    where = "palette"
-    if isinstance(source, (str, Path)):
-        path = Path(source).expanduser()
-        where = f"palette file {path}"
-        if not path.is_file():
-            raise DatasetNotFoundError(
-                f"{where} does not exist; set label_palette=PATH of a JSON/YAML file mapping each "
-                "label id to [r, g, b], or label_palette=infer"
-            )
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml  # YAML is a superset of JSON: it reads both
-
-                data = yaml.safe_load(text)
-        except Exception as err:
-            raise BadDataError(f"cannot parse {where} ({err}); fix its JSON/YAML syntax") from err
-    else:
-        data = source
-
-    if isinstance(data, Mapping):
-        items = list(data.items())
-    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
-        items = list(enumerate(data))
-    else:
-        raise BadDataError(
-            f"{where} must be a mapping {{id: [r, g, b]}} or a list of [r, g, b], got {type(data).__name__}"
-        )
-    palette: dict[int, RGB] = {}
-    for key, colour in items:
-        try:
-            label = int(key)
-            rgb = tuple(int(c) for c in colour)
-        except (TypeError, ValueError):
-            raise BadDataError(
-                f"{where}: entry {key!r}: {colour!r} is not 'id: [r, g, b]' with integer id and colour"
-            ) from None
-        if label < 0 or len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-            raise BadDataError(
-                f"{where}: entry {key!r}: {colour!r} needs an id >= 0 and three colour values in 0..255"
-            )
-        palette[label] = rgb  # type: ignore[assignment]
-    if not palette:
-        raise BadDataError(f"{where} is empty; it must give a colour to every label id")
-    seen: dict[RGB, int] = {}
-    for label, rgb in palette.items():
-        if rgb in seen:
-            raise BadDataError(
-                f"{where}: ids {seen[rgb]} and {label} share the colour {list(rgb)}; each id needs its own colour"
-            )
-        seen[rgb] = label
-    return dict(sorted(palette.items()))
-
-
-def _colour_codes(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.uint32, copy=False)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def unique_colors(rgb: np.ndarray) -> list[RGB]:
-    """The distinct colours of an ``[H, W, 3]`` uint8 array, sorted by (r, g, b)."""
-    codes = np.unique(_colour_codes(rgb))
-    return [(int(c >> 16), int((c >> 8) & 255), int(c & 255)) for c in codes]
-
-
-def lookup_colors(rgb: np.ndarray, palette: Mapping[int, RGB]) -> tuple[np.ndarray, np.ndarray]:
-    """Ids ``[H, W]`` (int32) of the pixels of an RGB array by ``palette`` (id -> colour), and the mask
-    of pixels whose colour the palette does not list (their id is arbitrary)."""
-    return lookup_codes(_colour_codes(rgb), palette)
-
-
-def lookup_codes(pixels: np.ndarray, palette: Mapping[int, RGB]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`lookup_colors` of 24-bit colour codes ``(r << 16) | (g << 8) | b``."""
-    codes = np.array([(r << 16) | (g << 8) | b for r, g, b in palette.values()], dtype=np.uint32)
-    ids = np.array(list(palette.keys()), dtype=np.int32)
-    order = np.argsort(codes)
-    codes, ids = codes[order], ids[order]
-    pos = np.minimum(np.searchsorted(codes, pixels), len(codes) - 1)
-    return ids[pos], codes[pos] != pixels
-
-
-def colors_to_ids(rgb: np.ndarray, palette: Mapping[int, RGB], path: str | Path = "label map") -> np.ndarray:
-    """Label ids ``[H, W]`` (int32) of an RGB label map; a colour absent from ``palette`` is a
-    :class:`BadDataError` naming the file and the colour."""
-    ids, unknown = lookup_colors(rgb, palette)
-    if unknown.any():
-        bad = unique_colors(rgb[unknown][:, None, :])
-        shown = ", ".join(str(list(c)) for c in bad[:_SHOWN_IN_MESSAGES])
-        more = f" and {len(bad) - _SHOWN_IN_MESSAGES} more" if len(bad) > _SHOWN_IN_MESSAGES else ""
-        raise BadDataError(
-            f"label map {path} has {int(unknown.sum())} pixel(s) of colour(s) {shown}{more} that the "
-            "palette does not list. Fix: add these colours to the palette file, or set label_palette=infer."
-        )
-    return ids
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -368,147 +159,6 @@ def apply_to_image(image: Image.Image, plan: _Plan) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-# ------------------------------------------------------------------- checking every label map once
-LABEL_CACHE_VERSION = 1  # bump when what is cached changes
-_CACHE_FILES_KEPT = 64  # cache files of other folders beyond this many are deleted, oldest first
-_SHOWN_BAD_FILES = 20  # bad label maps named in a message (``LabelMapError.files`` has all)
-
-
-@dataclass
-class LabelCheck:
-    """What checking a dataset's label maps did: ``files`` checked, ``decoded`` (read from disk) and
-    ``cached`` (taken from the cache file ``cache_file``, None when not cached)."""
-
-    files: int
-    decoded: int
-    cached: int
-    cache_file: Path | None
-
-
-@dataclass
-class LabelScan:
-    """The distinct raw values of label maps: ``stats[path]`` is ``{"ids": [...]}`` (id-valued maps)
-    or ``{"colours": [...]}`` (RGB maps, as ``(r << 16) | (g << 8) | b``); ``errors[path]`` the
-    :class:`BadDataError` of a file that cannot be used at all (unreadable, wrong mode, empty)."""
-
-    stats: dict[Path, dict[str, list[int]]]
-    errors: dict[Path, BadDataError]
-    check: LabelCheck
-
-
-def label_cache_file(folder: str | Path) -> Path:
-    """The cache file of the label maps under ``folder``: ``user_cache_dir("label_maps")/<hash>.json``,
-    one per folder (by its absolute path)."""
-    key = hashlib.sha256(str(Path(folder).expanduser().resolve()).encode()).hexdigest()[:24]
-    return user_cache_dir("label_maps") / f"{key}.json"
-
-
-def distinct_ids(array: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of an integer id map (bincount for small non-negative ids)."""
-    flat = array.ravel()
-    if flat.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    low, high = int(flat.min()), int(flat.max())
-    if low >= 0 and high < 1 << 20:
-        return np.flatnonzero(np.bincount(flat, minlength=high + 1))
-    return np.unique(flat).astype(np.int64)
-
-
-def label_map_stats(path: str | Path) -> dict[str, list[int]]:
-    """What checking needs of one label map: ``{"ids": distinct ids}`` or ``{"colours": distinct colour
-    codes}``; :class:`BadDataError` naming the file when it cannot be used (see :func:`read_label_file`)."""
-    array = read_label_file(path)
-    if array.size == 0:
-        raise BadDataError(f"label map {path} is empty (0 pixels); fix: re-export it")
-    if array.ndim == 3:
-        return {"colours": np.unique(_colour_codes(array)).tolist()}
-    return {"ids": distinct_ids(array).tolist()}
-
-
-def scan_label_maps(files: Sequence[Path], folder: str | Path | None = None, *, cache: bool = True) -> LabelScan:
-    """:func:`label_map_stats` of every file, decoded in a thread pool; with ``cache`` (and a ``folder``),
-    the results are kept in :func:`label_cache_file` of ``folder``, keyed by each file's path, size
-    and ``mtime_ns``, so a second scan of unchanged files decodes none. The cache file is written
-    atomically and only when something changed; a cache that cannot be read or written is ignored.
-    A file's errors are never cached."""
-    files = [Path(path) for path in files]
-    cache_file = label_cache_file(folder) if cache and folder is not None else None
-    base = Path(folder).expanduser().resolve() if folder is not None else None
-    old = _read_label_cache(cache_file, base) if cache_file else {}
-    stats: dict[Path, dict[str, list[int]]] = {}
-    errors: dict[Path, BadDataError] = {}
-    entries: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[Path, str, tuple[int, int] | None]] = []
-    for path in files:
-        key = _cache_key(path, base)
-        try:
-            st = path.stat()
-            stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
-        except OSError:
-            stamp = None  # read_label_file says what is wrong
-        entry = old.get(key)
-        if stamp is not None and entry is not None and (entry.get("size"), entry.get("mtime_ns")) == stamp:
-            found = {k: entry[k] for k in ("ids", "colours") if k in entry}
-            if len(found) == 1 and all(isinstance(v, list) for v in found.values()):
-                stats[path] = found
-                entries[key] = entry
-                continue
-        todo.append((path, key, stamp))
-
-    def one(path: Path) -> dict[str, list[int]] | BadDataError:
-        try:
-            return label_map_stats(path)
-        except BadDataError as err:
-            return err
-
-    if len(todo) > 1:
-        with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(todo))) as pool:  # PIL frees the GIL
-            results = list(pool.map(one, [path for path, _, _ in todo]))
-    else:
-        results = [one(path) for path, _, _ in todo]
-    for (path, key, stamp), result in zip(todo, results):
-        if isinstance(result, BadDataError):
-            errors[path] = result
-            continue
-        stats[path] = result
-        if stamp is not None:
-            entries[key] = {"size": stamp[0], "mtime_ns": stamp[1], **result}
-    if cache_file is not None and (todo or set(old) != set(entries)):
-        _write_label_cache(cache_file, base, entries)
-    return LabelScan(stats, errors, LabelCheck(len(files), len(todo), len(files) - len(todo), cache_file))
-
-
-def _cache_key(path: Path, base: Path | None) -> str:
-    absolute = path.expanduser().resolve()
-    if base is not None:
-        try:
-            return absolute.relative_to(base).as_posix()
-        except ValueError:
-            pass
-    return str(absolute)
-
-
-def _read_label_cache(cache_file: Path, base: Path | None) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(cache_file.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != LABEL_CACHE_VERSION or data.get("folder") != str(base):
-        return {}
-    files = data.get("files")
-    return {k: v for k, v in files.items() if isinstance(v, dict)} if isinstance(files, dict) else {}
-
-
-def _write_label_cache(cache_file: Path, base: Path | None, entries: dict[str, dict[str, Any]]) -> None:
-    data = {"version": LABEL_CACHE_VERSION, "folder": str(base), "files": entries}
-    try:
-        write_bytes_atomic(cache_file, json.dumps(data, separators=(",", ":")).encode())
-        others = sorted((p for p in cache_file.parent.glob("*.json") if p != cache_file),
-                        key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        for stale in others[_CACHE_FILES_KEPT - 1:]:
-            stale.unlink(missing_ok=True)
-    except OSError as err:  # a read-only or full cache dir costs only speed
-        logger.debug("cannot write the label-map cache %s: %s", cache_file, err)
 
 
 # ---------------------------------------------------------------------------------- datasets

@@ -35,8 +35,8 @@ from gauguin.data.paired import (
     stored_size,
     to_tensor,
 )
-from gauguin.data.semantic import (Preprocessing, apply_to_image, build_from_spec, list_files, read_rgb_image,
-                                   require_folder)
+from gauguin.data.label_files import read_rgb_image
+from gauguin.data.semantic import Preprocessing, apply_to_image, build_from_spec, list_files, require_folder
 
 DOMAIN_KEYS = ("a", "b")
 

@@ -261,9 +261,9 @@ def read_as_training_does(reader, data: bytes, what: str):
 
 def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
     """Label ids ``[H, W]`` at the model's size from a PNG, its pixels read as training reads label files
-    (:func:`gauguin.data.semantic.read_label_file`): grey (8- or 16-bit, bilevel, alpha dropped) or palette
+    (:func:`gauguin.data.label_files.read_label_file`): grey (8- or 16-bit, bilevel, alpha dropped) or palette
     pixels are the ids, RGB(A) pixels are the labels' colours (``/api/labels``)."""
-    from ..data.semantic import read_label_file
+    from ..data.label_files import read_label_file
 
     image = open_png(data, "label_map", max_pixels)
     if image.format != "PNG":
@@ -279,7 +279,7 @@ def decode_label_map(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarra
 
 
 def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
-    from ..data.semantic import lookup_colors, unique_colors
+    from ..data.label_files import lookup_colors, unique_colors
 
     ids, unknown = lookup_colors(rgb, {label.id: label.color for label in info.labels})
     if unknown.any():
@@ -291,7 +291,7 @@ def colors_to_label_ids(rgb: np.ndarray, info: ModelInfo) -> np.ndarray:
 def decode_style_image(data: bytes, info: ModelInfo, max_pixels: int) -> np.ndarray:
     """A style photo as ``[C, H, W]`` float32 in [-1, 1] at the model's size (bicubic), its pixels read as
     training reads photos (16-bit grey scaled to 8 bits, alpha on white)."""
-    from ..data.semantic import model_pixels, read_rgb_image
+    from ..data.label_files import model_pixels, read_rgb_image
 
     open_png(data, "style_image", max_pixels)  # a readable image within the pixel limit, or a 4xx
     image = read_as_training_does(read_rgb_image, data, "style_image")

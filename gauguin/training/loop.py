@@ -293,9 +293,10 @@ class Trainer:
                 m.momentum = None
             model.train()
             gen = torch.Generator().manual_seed(self.cfg.seed + 7)
-            with torch.no_grad():
-                for _ in range(4):
-                    inputs = self.family.random_inputs(256, gen)
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):  # augmentation must not move training's RNG
+                for _ in range(4):  # inputs like the data's (translating families have no others)
+                    batch = as_batch(self.dataset.get_batch(torch.randint(len(self.dataset), (256,), generator=gen)))
+                    inputs = self.family.inputs_like(batch, gen)
                     self.family.generate(model, _to(inputs, self.device))
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum

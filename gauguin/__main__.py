@@ -1,0 +1,6 @@
+"""``python -m gauguin``: the ``gauguin`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
