@@ -63,7 +63,7 @@ def make_checkpoint(folder: Path, size: int, ngf: int, labels: int) -> Path:
         if isinstance(module, torch.nn.Conv2d):  # (SPADE's N(0, 0.02) init gives images of ~1e-6)
             module.reset_parameters()
     meta = {"format": "gauguin-checkpoint-1", "family": "spade", "config": cfg.to_dict(), "num_classes": 1,
-            "classes": [], "data": data.to_dict(), "step": 0}
+            "classes": [], "data": data.to_dict(), "step": 0, "time": "random weights"}
     weights = ckpt.module_state("generator", family.generator)
     return ckpt.save_checkpoint(folder / "checkpoints" / "step_0000000", {"weights.safetensors": weights}, meta)
 

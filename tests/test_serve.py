@@ -531,3 +531,41 @@ def test_a_busy_port_is_named_with_the_fix(monkeypatch, capsys):
         assert cli.main(["paint", "--port", str(port)]) == 1
         assert capsys.readouterr().err == f"gauguin: error: {message}\n"
         assert loaded == []  # refused before the model is loaded (or the default model trained)
+
+
+def test_one_seed_gives_the_page_and_translate_the_same_image(server, paint_checkpoint, tmp_path):
+    """The page's image for (label map, seed) is `gauguin translate --seed`'s and the library's."""
+    import io
+
+    from PIL import Image
+
+    from gauguin.cli import main
+    from gauguin.sampling import load_generator
+
+    ids = np.zeros((32, 32), np.uint8)
+    ids[6:26, 8:24] = 3
+    ids[12:20, 2:30] = 7
+    Image.fromarray(ids).save(tmp_path / "map.png")
+    loaded = load_generator(paint_checkpoint)
+    for seed in (0, 7, 2**40 + 3):
+        status, body, _ = post(server.url + "/api/generate", generate_body((tmp_path / "map.png").read_bytes(),
+                                                                          seed=seed))
+        assert status == 200
+        page = np.asarray(Image.open(io.BytesIO(body)), np.int16)
+        library = loaded.translate(loaded.read_label_map(tmp_path / "map.png"), n=1, seed=seed)[0, 0]
+        expected = np.clip((library.numpy() + 1) * 127.5 + 0.5, 0, 255).astype(np.int16)
+        assert np.abs(page - expected).max() <= 1, seed  # the same image, to PNG rounding
+        assert main(["translate", str(paint_checkpoint), "--labels", str(tmp_path / "map.png"), "--seed", str(seed),
+                     "--out", str(tmp_path / f"cli{seed}")]) == 0
+        cli = np.asarray(Image.open(tmp_path / f"cli{seed}" / f"map_seed{seed}_00.png"), np.int16)
+        assert np.abs(page - cli).max() <= 1, seed
+        # before the PNG's rounding: the engine's style code is translate's, and so is its image
+        label_map = loaded.read_label_map(tmp_path / "map.png")
+        engine = server.engine
+        feeds = engine.inputs(label_map[None].numpy(), [seed], None)
+        drawn = loaded.family.inputs_like({"label_map": label_map[None]}, torch.Generator().manual_seed(seed))
+        assert np.array_equal(feeds["z"], drawn["z"].numpy())
+        image = engine.generate(label_map.numpy(), seed)
+        assert np.abs(image - library.numpy()).max() < 1e-4, seed
+    other = post(server.url + "/api/generate", generate_body((tmp_path / "map.png").read_bytes(), seed=8))[1]
+    assert not np.array_equal(np.asarray(Image.open(io.BytesIO(other)), np.int16), page)  # seeds do matter

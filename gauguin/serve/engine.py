@@ -247,6 +247,17 @@ def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def seeded_draws(seeds: list[int], kind: str, size: int) -> np.ndarray:
+    """``[len(seeds), size]`` float32: for each seed the draw that ``gauguin translate --seed s`` (and
+    :meth:`LoadedGenerator.translate`) makes for its first image, torch's CPU generator seeded with
+    ``s`` drawing ``[1, size]`` normal (a style code z) or uniform (pix2pixHD's feature picks) values,
+    as the families' ``inputs_like`` do: one seed, one image, in the page, the CLI and the library."""
+    import torch
+
+    draw = {"normal": torch.randn, "uniform": torch.rand}[kind]
+    return np.stack([draw(1, size, generator=torch.Generator().manual_seed(seed))[0].numpy() for seed in seeds])
+
+
 def read_as_training_does(reader, data: bytes, what: str):
     """``reader`` (a :mod:`gauguin.data.semantic` file reader: what training decodes its files with)
     on a request's bytes, so that a request's pixels mean what the training files' pixels meant.
@@ -344,11 +355,9 @@ class Engine:
             if name in ("label_map", "instance"):  # a painted region is one instance
                 feeds[name] = label_maps
             elif name == "z":
-                feeds[name] = np.stack([np.random.default_rng(s).standard_normal(self.info.z_dim, dtype=np.float32)
-                                        for s in seeds])
+                feeds[name] = seeded_draws(seeds, "normal", self.info.z_dim)
             elif name == "feature_draw":
-                feeds[name] = np.stack([np.random.default_rng(s).random(self.info.num_labels, dtype=np.float32)
-                                        for s in seeds])
+                feeds[name] = seeded_draws(seeds, "uniform", self.info.num_labels)
             else:
                 raise ValueError(f"{self.info.source}: the engine cannot feed the generator input {name!r}")
         if styles is not None:
