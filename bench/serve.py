@@ -47,7 +47,7 @@ from gauguin.serve.engine import Engine, OnnxBackend, decode_label_map, to_png  
 from gauguin.serve.export import export  # noqa: E402
 from gauguin.serve.paint_models import default_model_dir  # noqa: E402
 from gauguin.serve.quantize import psnr_db  # noqa: E402
-from gauguin.training import checkpoint as ckpt  # noqa: E402
+from gauguin import checkpoint as ckpt  # noqa: E402
 
 
 def make_checkpoint(folder: Path, size: int, ngf: int, labels: int) -> Path:

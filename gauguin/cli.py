@@ -39,7 +39,7 @@ def _train(args) -> int:
 
 def _sample(args) -> int:
     from .sampling import load_generator
-    from .training.images import make_grid, save_png
+    from .images import make_grid, save_png
 
     loaded = load_generator(args.checkpoint, args.device)
     label = loaded.class_index(args.klass) if args.klass is not None else None
@@ -64,7 +64,7 @@ def _translate(args) -> int:
     if not args.input:
         raise ValueError("gauguin translate needs --labels LABEL.png (semantic models) or --input FILE|DIR "
                          "(image-to-image models)")
-    from .training.images import save_png
+    from .images import save_png
 
     files = _image_files(Path(args.input))
     out = Path(args.out)
@@ -77,7 +77,7 @@ def _translate(args) -> int:
 
 def _translate_labels(loaded, args) -> int:
     from .nn.labels import colorize_labels
-    from .training.images import make_grid, save_png
+    from .images import make_grid, save_png
 
     label_map = loaded.read_label_map(args.labels)
     instance = loaded.read_instance_map(args.instances) if args.instances else None
@@ -115,7 +115,7 @@ def _refine(args) -> int:
     import torch
 
     from .sampling import load_generator
-    from .training.images import save_png
+    from .images import save_png
 
     loaded = load_generator(args.checkpoint, args.device)
     if loaded.meta["family"] != "simgan":

@@ -8,7 +8,7 @@ import torch
 
 from .data.errors import BadDataError
 from .models import DataInfo, GANFamily, get_family
-from .training import checkpoint as ckpt
+from . import checkpoint as ckpt
 
 
 def read_checkpoint(path: str | Path) -> tuple[Path, dict, dict]:

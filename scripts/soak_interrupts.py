@@ -34,7 +34,7 @@ def _train(out: Path, steps: int, resume: bool) -> subprocess.Popen:
 
 
 def _newest_verified_step(out: Path) -> int:
-    from gauguin.training import checkpoint as ckpt
+    from gauguin import checkpoint as ckpt
 
     for path in reversed(ckpt.step_checkpoints(out / "checkpoints")):
         try:
@@ -69,7 +69,7 @@ def _interrupt(proc: subprocess.Popen, out: Path, in_write: bool, signum: int, r
 def _same_final_state(a: Path, b: Path) -> bool:
     import torch
 
-    from gauguin.training import checkpoint as ckpt
+    from gauguin import checkpoint as ckpt
 
     ta, ma = ckpt.load_checkpoint(ckpt.step_checkpoints(a / "checkpoints")[-1])
     tb, mb = ckpt.load_checkpoint(ckpt.step_checkpoints(b / "checkpoints")[-1])

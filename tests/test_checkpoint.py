@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from gauguin.training import checkpoint as ckpt
+from gauguin import checkpoint as ckpt
 
 
 def _files(value: float):

@@ -37,7 +37,7 @@ def test_real_against_real_is_close_and_noise_grows_fid(tmp_path):
 
 
 def _save_pngs(images, folder):
-    from gauguin.training.images import save_png
+    from gauguin.images import save_png
 
     for i, image in enumerate(images):
         save_png(image, folder / f"{i:05d}.png")

@@ -17,7 +17,7 @@ from gauguin.nn.unet import NoiseDropout
 from gauguin.sampling import load_generator
 from gauguin.serve import export as export_module
 from gauguin.serve.export import ExportError, blocky_ids, export
-from gauguin.training import checkpoint as ckpt
+from gauguin import checkpoint as ckpt
 
 TOLERANCE = 1e-4
 LABELS = ["sky", "tree", "road", "car", "person"]

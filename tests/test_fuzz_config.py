@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gauguin.config import ConfigError
 from gauguin.models.dcgan import DCGANConfig
-from gauguin.training import checkpoint as ckpt
+from gauguin import checkpoint as ckpt
 
 FUZZ = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 KEYS = [f.name for f in dataclasses.fields(DCGANConfig)]

@@ -12,7 +12,7 @@ import torch
 
 from conftest import tiny_config
 from gauguin.config import ConfigError
-from gauguin.training import checkpoint as ckpt
+from gauguin import checkpoint as ckpt
 from gauguin.training import load_checkpoint, run_config, train
 
 TINY = ["image_size=28", "g_width=8", "d_width=8", "z_dim=16", "batch_size=16", "eval_every=0", "progress=false"]

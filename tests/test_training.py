@@ -7,7 +7,7 @@ from conftest import tiny_config
 from gauguin.config import ConfigError
 from gauguin.training import load_checkpoint, run_config, train
 from gauguin.training.ema import EMA
-from gauguin.training.images import make_grid
+from gauguin.images import make_grid
 from gauguin.training.sampler import EpochBatchSampler
 
 

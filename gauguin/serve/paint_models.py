@@ -28,7 +28,7 @@ def default_paint_model(progress: bool = True, log=print) -> Path:
     """The export folder of the default model, trained and exported on first use."""
     from ..models.spade import SPADEConfig
     from ..training import train
-    from ..training.checkpoint import latest_meta
+    from ..checkpoint import latest_meta
 
     root = default_model_dir()
     exported = root / "onnx"

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..fileio import named_os_error, write_bytes_atomic
-from .images import to_uint8
+from ..images import to_uint8
 
 
 def truncate_jsonl(path: Path, last_step: int) -> None:

@@ -18,16 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import checkpoint as ckpt
 from ..config import ConfigError, TrainConfig
+from ..images import make_grid, save_png
 from ..metrics import create_extractor, extract, sliced_wasserstein
 from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
-from . import checkpoint as ckpt
 from .distributed import (DistInfo, any_rank, average_gradients, barrier, broadcast_buffers, broadcast_flag,
                           broadcast_module, gather_objects, init_distributed, shutdown)
 from .ema import EMA
-from .images import make_grid, save_png
 from .logger import RunLogger
 from .rng import capture_rng, restore_rng, seed_all
 from .sampler import EpochBatchSampler

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..fileio import file_sha256, write_fix
+from .fileio import file_sha256, write_fix
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 META = "meta.json"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..fileio import named_os_error
+from .fileio import named_os_error
 
 
 def make_grid(images: torch.Tensor, columns: int, padding: int = 2) -> torch.Tensor:
