@@ -735,3 +735,15 @@ def test_label_cache_is_rebuilt_when_unreadable_or_stale(tmp_path, label_cache):
     check = LabelFolder(many_pairs(tmp_path / "other", 4, {2: 12})).label_check
     assert (check.decoded, check.cached) == (4, 0)
     assert LabelFolder(tmp_path / "other").num_labels == 13
+
+
+def test_data_root_that_does_nothing_is_an_error_not_ignored():
+    """A KIND:PATH spec names its own folder: data_root beside it used to be dropped silently."""
+    from gauguin.models.semantic import build_label_map_dataset
+
+    spec = f"coco-stuff:{FIXTURES / 'coco_stuff'}"
+    with pytest.raises(ValueError, match="data_root=/elsewhere does nothing with dataset"):
+        build_label_map_dataset(spec, "train", crop_size=32, augment=False, data_root="/elsewhere")
+    with pytest.raises(ValueError, match="give the folder once"):
+        build_label_map_dataset("fashion-mnist:/one", "train", crop_size=32, augment=False, data_root="/two")
+    assert len(build_label_map_dataset(spec, "train", crop_size=32, augment=False)) > 0

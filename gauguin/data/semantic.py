@@ -645,6 +645,13 @@ def build_from_spec(
         )
     module, _, name = registry[kind].partition(":")
     factory = getattr(importlib.import_module(module), name)
+    given = kwargs.pop("root", None)  # data_root of a run config
+    if given and kind not in rootless:
+        raise ValueError(f"data_root={given} does nothing with dataset {spec!r}: its folder is part of the spec "
+                         f"({kind}:PATH); drop data_root")
+    if given and root and Path(given) != Path(root):
+        raise ValueError(f"dataset {spec!r} names a folder and data_root={given} another; give the folder once")
+    root = root or given or ""
     if kind in rootless:
         return factory(split=split, **kwargs) if not root else factory(root=root, split=split, **kwargs)
     if not sep or not root.strip():

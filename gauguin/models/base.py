@@ -65,10 +65,10 @@ def dataset_options(cfg: TrainConfig, split: str, **fashion_options: Any) -> dic
     Fashion-MNIST defaults their ``fashion_options``, channels and root; for folders augmentation on
     the training split only and ``load_size``."""
     options: dict[str, Any] = {"crop_size": cfg.image_size}
+    if cfg.data_root:  # the Fashion-MNIST folder; any other spec names its own and refuses it
+        options["root"] = cfg.data_root
     if cfg.dataset.startswith("fashion"):
         options.update(channels=cfg.channels, **fashion_options)
-        if cfg.data_root:
-            options["root"] = cfg.data_root
     else:
         options["augment"] = split == "train"
         if getattr(cfg, "load_size", 0):

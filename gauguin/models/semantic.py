@@ -106,10 +106,10 @@ def build_label_map_dataset(
     from ..data.semantic import build_semantic_dataset
 
     kwargs: dict[str, Any] = {"crop_size": crop_size, "flip": flip, "augment": augment}
+    if data_root:  # the Fashion-MNIST folder; any other spec names its own and refuses it
+        kwargs["root"] = data_root
     if spec.startswith("fashion"):
         kwargs["channels"] = channels
-        if data_root:
-            kwargs["root"] = data_root
     else:
         kwargs["aspect_ratio"] = aspect_ratio
         if load_size:
