@@ -53,7 +53,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool))
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _is_file_entry(v: Any) -> bool:
@@ -103,17 +103,18 @@ def validate_meta(meta: Any, meta_path: Path, training: bool = False) -> dict:
     resumed run needs); else :class:`CheckpointError` naming the key."""
     if not isinstance(meta, dict):
         raise CheckpointError(f"{meta_path} is corrupt (a JSON {type(meta).__name__}, not an object){EARLIER}")
-    schema = {**META_SCHEMA, **TRAINING_SCHEMA} if training or any(k in meta for k in TRAINING_SCHEMA) else META_SCHEMA
+    training = training or any(k in meta for k in TRAINING_SCHEMA)  # a training key present: all must be
+    schema = {**META_SCHEMA, **TRAINING_SCHEMA} if training else META_SCHEMA
     for key, (expected, check) in schema.items():
         if key not in meta:
             raise CheckpointError(f"{meta_path} is corrupt (no '{key}'){EARLIER}")
         if not check(meta[key]):
             raise CheckpointError(f"{meta_path} is corrupt ('{key}' must be {expected}, got "
                                   f"{_short(meta[key])}){EARLIER}")
-    if "world_size" in schema and len(meta["rng"]) != meta["world_size"]:
+    if training and len(meta["rng"]) != meta["world_size"]:
         raise CheckpointError(f"{meta_path} is corrupt ({len(meta['rng'])} RNG states for world_size "
                               f"{meta['world_size']}){EARLIER}")
-    if "world_size" in schema and TENSOR_FILES[1] not in meta["files"]:
+    if training and TENSOR_FILES[1] not in meta["files"]:
         raise CheckpointError(f"{meta_path} is corrupt (no {TENSOR_FILES[1]} in 'files'){EARLIER}")
     return meta
 
@@ -230,16 +231,24 @@ def latest_meta(root: Path, training: bool = False) -> tuple[Path, dict] | None:
     return None
 
 
-def load_latest(root: Path) -> tuple[Path, dict, dict] | None:
-    """The newest readable checkpoint under ``root``; a corrupt newer one is reported and skipped."""
+def _newest_verifying(root: Path, training: bool) -> tuple[tuple[Path, dict, dict] | None, list]:
+    """The newest step checkpoint under ``root`` that verifies (or None), and the (folder, error) of
+    each newer one that did not, newest first."""
+    failures = []
     for path in reversed(step_checkpoints(root)):
         try:
-            tensors, meta = load_checkpoint(path)
+            return (path, *load_checkpoint(path, training)), failures
         except CheckpointError as err:
-            warnings.warn(f"skipping corrupt checkpoint: {err}", stacklevel=2)
-            continue
-        return path, tensors, meta
-    return None
+            failures.append((path, err))
+    return None, failures
+
+
+def load_latest(root: Path) -> tuple[Path, dict, dict] | None:
+    """The newest readable checkpoint under ``root``; a corrupt newer one is reported and skipped."""
+    found, failures = _newest_verifying(root, training=False)
+    for _, err in failures:
+        warnings.warn(f"skipping corrupt checkpoint: {err}", stacklevel=2)
+    return found
 
 
 def resume_point(root: Path, move_corrupt: bool = True) -> tuple[Path, dict, dict]:
@@ -249,19 +258,14 @@ def resume_point(root: Path, move_corrupt: bool = True) -> tuple[Path, dict, dic
     neither overwrites nor prunes them. When none verifies, nothing is touched and
     :class:`CheckpointError` lists every failure."""
     root = Path(root)
-    failures = []
-    for path in reversed(step_checkpoints(root)):
-        try:
-            tensors, meta = load_checkpoint(path, training=True)
-        except CheckpointError as err:
-            failures.append((path, err))
-            continue
+    found, failures = _newest_verifying(root, training=True)
+    if found is not None:
         for bad, err in failures if move_corrupt else ():
             aside = _free_name(bad.with_name(bad.name + ".corrupt"))
             os.rename(bad, aside)
-            warnings.warn(f"skipping corrupt checkpoint ({err}); moved it to {aside}, resuming from {path}",
+            warnings.warn(f"skipping corrupt checkpoint ({err}); moved it to {aside}, resuming from {found[0]}",
                           stacklevel=2)
-        return path, tensors, meta
+        return found
     if not failures:
         raise CheckpointError(f"--resume: no checkpoint under {root}; drop --resume to start a new run")
     reasons = "; ".join(str(err).removesuffix(EARLIER) for _, err in failures)

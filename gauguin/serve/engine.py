@@ -259,7 +259,7 @@ def seeded_draws(seeds: list[int], kind: str, size: int) -> np.ndarray:
 
 
 def read_as_training_does(reader, data: bytes, what: str):
-    """``reader`` (a :mod:`gauguin.data.semantic` file reader: what training decodes its files with)
+    """``reader`` (a :mod:`gauguin.data.label_files` reader: what training decodes its files with)
     on a request's bytes, so that a request's pixels mean what the training files' pixels meant.
     Its errors become 415 naming ``what``."""
     from ..data.errors import BadDataError

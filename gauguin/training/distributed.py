@@ -141,12 +141,17 @@ def average_gradients(module: torch.nn.Module, info: DistInfo) -> None:
         offset += g.numel()
 
 
+def _flag_tensor(flag: bool) -> torch.Tensor:
+    """``flag`` as a one-element tensor on the device the process group's backend talks through."""
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    return torch.tensor([int(flag)], device=device)
+
+
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's decision, on every rank."""
     if not info.enabled:
         return flag
-    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
-    tensor = torch.tensor([int(flag)], device=device)
+    tensor = _flag_tensor(flag)
     with _collective("broadcast of rank 0's decision"):
         dist.broadcast(tensor, src=0)
         return bool(tensor.item())
@@ -157,8 +162,7 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     same step)."""
     if not info.enabled:
         return flag
-    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
-    tensor = torch.tensor([int(flag)], device=device)
+    tensor = _flag_tensor(flag)
     with _collective("all_reduce of a stop request"):
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return bool(tensor.item())
