@@ -18,7 +18,7 @@ import time
 import torch
 from torch import nn
 
-from gauguin.data import FashionMNIST
+from gauguin.data import FashionMNIST, Preprocessing
 from gauguin.models import DataInfo
 from gauguin.models.dcgan import DCGAN, DCGANConfig
 from gauguin.training import Trainer
@@ -123,7 +123,7 @@ def main() -> None:
     device = torch.device(args.device)
     steps, rounds = (3, 1) if args.quick else (args.steps, args.rounds)
 
-    dataset = FashionMNIST("train", image_size=32)
+    dataset = FashionMNIST("train", Preprocessing(crop_size=32))
     ours_nets = DCGAN(DCGANConfig(), DataInfo(num_classes=10))
     for mine, theirs in ((ours_nets.generator, TextbookGenerator()), (ours_nets.discriminator, TextbookDiscriminator())):
         assert _count(mine) == _count(theirs), "the textbook loop must train the same architecture"

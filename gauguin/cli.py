@@ -24,11 +24,15 @@ from . import __version__
 
 
 def _train(args) -> int:
+    import dataclasses
+
+    from .models import get_family
     from .training import run_config, train
 
     overrides = args.overrides + ([f"dataset={args.data}"] if args.data else [])
-    if (args.synthetic or args.real) and args.family != "simgan":
-        raise ValueError("--synthetic and --real are SimGAN's data; other families take --data")
+    fields = {f.name for f in dataclasses.fields(get_family(args.family).config_class)}
+    if (args.synthetic or args.real) and not {"synthetic", "real"} <= fields:
+        raise ValueError(f"--synthetic and --real are the data of refiners; {args.family} takes --data")
     overrides += [f"{key}={value}" for key, value in (("synthetic", args.synthetic), ("real", args.real)) if value]
     cfg = run_config(args.family, args.config, overrides, args.resume)
     path = train(args.family, cfg, resume=args.resume)
@@ -69,7 +73,7 @@ def _translate(args) -> int:
     files = _image_files(Path(args.input))
     out = Path(args.out)
     for path in files:
-        image = loaded.read_image(path, loaded.family.input_channels)
+        image = loaded.read_image(path, loaded.input_channels)
         save_png(loaded.translate_images(image, args.direction)[0], out / f"{path.stem}.png")
     print(f"gauguin: translated {len(files)} image(s) into {out}/")
     return 0
@@ -118,14 +122,12 @@ def _refine(args) -> int:
     from .images import save_png
 
     loaded = load_generator(args.checkpoint, args.device)
-    if loaded.meta["family"] != "simgan":
-        raise ValueError(f"{args.checkpoint} is a {loaded.meta['family']} checkpoint; gauguin refine takes SimGAN "
-                         "refiners (other image-to-image models: gauguin translate --input)")
+    channels = loaded.input_channels  # a model that translates no images: the error naming what it takes
     source, out = Path(args.input), Path(args.out)
     files = _image_files(source, recursive=True)
     for start in range(0, len(files), 256):
         chunk = files[start : start + 256]
-        images = [loaded.read_image(path, loaded.family.input_channels) for path in chunk]
+        images = [loaded.read_image(path, channels) for path in chunk]
         refined = loaded.translate_images(torch.cat(images))
         for path, image in zip(chunk, refined):
             relative = path.relative_to(source) if source.is_dir() else Path(path.name)
@@ -155,12 +157,12 @@ def _eval(args) -> int:
               f"(weights sha256 {done['sha256'][:16]}, {done['seconds']:.0f} s)")
         return 0
     if args.action == "train-segmenter":
-        from .data.semantic import build_semantic_dataset
+        from .data import Preprocessing, build
         from .metrics.segmenter import default_segmenter_path, train_segmenter
 
         out = args.out or default_segmenter_path(args.data)
-        train_data = build_semantic_dataset(args.data, "train", augment=False)
-        test_data = build_semantic_dataset(args.data, "val", augment=False)
+        train_data, test_data = (build(args.data, split, Preprocessing(augment=False), task="label_maps")
+                                 for split in ("train", "val"))
         done = train_segmenter(train_data, test_data, out, args.data, epochs=args.epochs or 1, seed=args.seed)
         print(f"gauguin: segmenter {done['path']}: mIoU {done['miou']:.3f}, pixel accuracy "
               f"{done['pixel_accuracy']:.3f} on the real held-out split ({done['seconds']:.0f} s)")
@@ -216,6 +218,10 @@ def _paint(args) -> int:
 
     limits = Limits(max_request_bytes=args.max_request_mb << 20)  # a bad limit or a busy port: refused
     sock = listen_socket(args.host, args.port)  # before a model is loaded (or trained)
+    if args.checkpoint is None:
+        from .training.paint_default import default_paint_checkpoint
+
+        args.checkpoint = default_paint_checkpoint()
     backend = load_backend(args.checkpoint, args.backend, args.precision, args.threads)
     server = PaintServer(Engine(backend, max_batch=args.max_batch), args.host, args.port, limits, log_level="info",
                          sock=sock)

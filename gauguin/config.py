@@ -36,7 +36,7 @@ class TrainConfig:
     MAX_SEED: ClassVar[int] = 2**32 - 1
 
     # data
-    dataset: str = "fashion_mnist"  # "fashion_mnist" or "folder"
+    dataset: str = "fashion-mnist"  # KIND[:PATH]: fashion-mnist, folder:PATH, ... (gauguin.data.build)
     data_root: str = ""  # folder of images (dataset=folder) or of the IDX files ("" = search)
     image_size: int = 32
     channels: int = 1

@@ -8,6 +8,7 @@ import torch
 
 from .data.errors import BadDataError
 from .models import DataInfo, GANFamily, get_family
+from .models.inference import Graph, InferenceSpec, draw_inputs
 from . import checkpoint as ckpt
 
 
@@ -55,19 +56,37 @@ class LoadedGenerator:
             raise ValueError(f"unknown class {name_or_index!r}; this model knows {self.classes}")
         return lowered.index(str(name_or_index).lower())
 
+    @property
+    def spec(self) -> InferenceSpec:
+        return self.family.inference
+
+    def run(self, graph: Graph, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``graph`` on ``inputs`` (moved to the model's device); the output in fp32 on CPU."""
+        return graph.run(self.generator, {k: v.to(self.device) for k, v in inputs.items()}).float().cpu()
+
+    def inputs_like(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict:
+        """The generator's inputs for a batch of data (label maps, images, classes), the rest drawn."""
+        return draw_inputs(self.spec.main, len(next(iter(batch.values()))), generator, batch)
+
+    @torch.no_grad()
+    def generate(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The images of the generator's named ``inputs`` (see :meth:`inputs_like`), fp32 on CPU."""
+        return self.run(self.spec.main, inputs)
+
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, label: int | None = None) -> torch.Tensor:
         """``n`` images in [-1, 1], ``[n, C, H, W]`` on CPU. ``label`` fixes the class of conditional models."""
-        gen = torch.Generator().manual_seed(seed)
-        labels = None
+        main = self.spec.main
+        if not self.spec.noise_driven:
+            flags = " ".join(f"--{_FLAGS[i.kind]} FILE" for i in main.data_inputs if i.kind in _FLAGS)
+            raise ValueError(f"{self.meta['family']} translates its inputs ({', '.join(i.name for i in main.data_inputs)}): "
+                             f"use `gauguin translate CHECKPOINT {flags}`")
+        batch = None
         if label is not None:
-            if not self.family.conditional:
+            if main.input("class") is None:
                 raise ValueError("this model is unconditional: it takes no class")
-            labels = torch.full((n,), label, dtype=torch.long)
-        inputs = self.family.random_inputs(n, gen, labels)
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        return self.family.generate(self.generator, inputs).float().cpu()
-
+            batch = {"label": torch.full((n,), label, dtype=torch.long)}
+        return self.run(main, draw_inputs(main, n, torch.Generator().manual_seed(seed), batch))
 
     # ------------------------------------------------------------------ semantic families (SPADE)
     @property
@@ -118,29 +137,42 @@ class LoadedGenerator:
 
         return torch.from_numpy(model_pixels(read_rgb_image(path), self.image_size, channels)).unsqueeze(0)
 
+    @property
+    def input_channels(self) -> int:
+        """Channels of the images an image translator takes."""
+        return self.spec.translator().input("image").size
+
     @torch.no_grad()
     def translate_images(self, images: torch.Tensor, direction: str | None = None) -> torch.Tensor:
         """Image-to-image families: the translation of ``images`` ``[N, C, H, W]`` in [-1, 1]."""
-        inputs = self.family.translation_inputs(images, direction)
-        return self.family.generate(self.generator, {k: v.to(self.device) for k, v in inputs.items()}).float().cpu()
+        graph = self.spec.translator(direction)
+        return self.run(graph, {graph.input("image").name: images})
 
     @torch.no_grad()
     def translate(self, label_map: torch.Tensor, instance: torch.Tensor | None = None, n: int = 1, seed: int = 0,
                   style: torch.Tensor | None = None) -> torch.Tensor:
-        """Images ``[n, C, H, W]`` for one label map ``[H, W]``: ``n`` random styles (different z from
-        ``seed``), or the style of a ``style`` image ``[1, C, H, W]`` (then n = 1)."""
+        """Images ``[n, C, H, W]`` for one label map ``[H, W]``: ``n`` random styles (the drawn inputs of
+        ``n`` images from ``seed``), or the style of a ``style`` image ``[1, C, H, W]`` (then n = 1)."""
+        main = self.spec.main
+        if main.input("label_map") is None:
+            raise ValueError(f"{self.folder} is a {self.meta['family']} model: it takes no label maps")
         if label_map.shape[-2:] != self.image_size:
             raise ValueError(f"label map is {tuple(label_map.shape[-2:])}, the model makes {self.image_size}: "
                              "use read_label_map, which resizes")
+        if style is not None and not main.takes_style:
+            raise ValueError("this model has no style encoder (trained without use_vae / use_features): "
+                             "it takes no style image")
         batch = {"label_map": label_map.expand(1 if style is not None else n, -1, -1)}
         if instance is not None:
             batch["instance"] = instance.expand_as(batch["label_map"])
-        inputs = self.family.inputs_like(batch, torch.Generator().manual_seed(seed))
+        inputs = draw_inputs(main, len(batch["label_map"]), torch.Generator().manual_seed(seed), batch)
         if style is not None:
-            inputs.pop("z", None)
+            inputs = {k: v for k, v in inputs.items() if k in batch}
             inputs["style"] = style
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        return self.family.generate(self.generator, inputs).float().cpu()
+        return self.run(main, inputs)
+
+
+_FLAGS = {"label_map": "labels", "image": "input"}  # translate's flag for each kind of data input
 
 
 def resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

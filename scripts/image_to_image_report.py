@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gauguin.data import FashionMNISTSilhouettes
+from gauguin.data import FashionMNISTSilhouettes, Preprocessing
 from gauguin.data.paired import FashionMNISTEdges
 from gauguin.data.unpaired import FashionMNISTDomains
 from gauguin.metrics import create_extractor, extract, fid_from_features
@@ -125,7 +125,7 @@ def semantic_table(report: dict, work: Path, common: dict) -> None:
     """pix2pixHD vs SPADE (and pix2pix on label maps), same data, steps and batch: segmenter scores."""
     device = common["device"]
     segmenter = load_or_train_segmenter("fashion-mnist", progress=False)
-    silhouettes = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(N_TEST))
+    silhouettes = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(N_TEST))
     report["semantic"] = {}
     for name, family, options in (("spade", "spade", {"ngf": 16, "ndf": 32}),
                                   ("pix2pixhd", "pix2pixhd", {"ngf": 16, "ndf": 32, "n_blocks": 6}),
@@ -133,7 +133,7 @@ def semantic_table(report: dict, work: Path, common: dict) -> None:
         loaded = load_generator(run(family, work, name, **options, **common), device)
         with torch.no_grad():
             inputs = {key: value.to(device) for key, value in silhouettes.items()}
-            images = loaded.family.generate(loaded.generator, loaded.family.inputs_like(inputs)).cpu()
+            images = loaded.generate(loaded.inputs_like(inputs))
         report["semantic"][name] = segmenter_scores(segmenter, images, silhouettes["label_map"])
     report["semantic"]["real_images"] = segmenter_scores(segmenter, silhouettes["image"], silhouettes["label_map"])
 

@@ -68,3 +68,33 @@ def test_shipped_presets_load(preset):
     family = get_family(preset.stem.split("_")[0])
     cfg = family.config_class.load(preset)
     assert cfg.out_dir.startswith("runs/")
+
+
+def test_the_shared_schedule_is_composed_not_restated():
+    """pix2pix, CycleGAN and pix2pixHD take Pix2PixSchedule's defaults from the one class; pix2pixHD
+    also SPADE's label-map data options, pix2pix with input=labels the same data options."""
+    import dataclasses
+
+    from gauguin.models.base import Pix2PixSchedule
+    from gauguin.models.semantic import LabelMapData
+
+    schedule = ("batch_size", "steps", "lr_g", "lr_d", "betas", "lr_decay_start", "ema_decay")
+    data = [f.name for f in dataclasses.fields(LabelMapData) if f.name not in DCGANConfig.__dataclass_fields__]
+    for name in ("pix2pix", "cyclegan", "pix2pixhd"):
+        cfg = get_family(name).config_class()
+        assert all(getattr(cfg, k) == getattr(Pix2PixSchedule(), k) for k in schedule), name
+        assert "batch_size" not in vars(get_family(name).config_class).get("__annotations__", {}), name
+    for name in ("pix2pix", "pix2pixhd", "spade"):
+        assert set(data) <= set(get_family(name).config_class.__dataclass_fields__), name
+
+
+@pytest.mark.parametrize("family, overrides, message", [
+    ("pix2pix", ["label_palette=infer"], "palette does nothing for fashion-mnist"),
+    ("pix2pix", ["input=labels", "direction=BtoA"], "direction does nothing for fashion-mnist"),
+    ("spade", ["load_size=64"], "load_size does nothing for fashion-mnist"),
+])
+def test_a_data_option_the_chosen_data_ignores_is_refused(family, overrides, message):
+    cls = get_family(family)
+    cfg = cls.config_class.load(None, overrides)
+    with pytest.raises(Exception, match=message):
+        cls.build_dataset(cfg)

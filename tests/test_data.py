@@ -18,7 +18,8 @@ from gauguin.data import (
     DatasetNotFoundError,
     FashionMNIST,
     ImageFolder,
-    build_dataset,
+    Preprocessing,
+    build,
     find_fashion_mnist,
     read_idx,
 )
@@ -169,7 +170,7 @@ def test_fashion_mnist_batches(fashion_train):
 
 @pytest.mark.parametrize("image_size, channels", [(32, 1), (32, 3), (16, 3)])
 def test_fashion_mnist_resized(image_size, channels):
-    data = FashionMNIST("test", image_size=image_size, channels=channels)
+    data = FashionMNIST("test", Preprocessing(crop_size=image_size, channels=channels))
     images, _ = data.get_batch(torch.tensor([0, 5, 9999]))
     assert images.shape == (3, channels, image_size, image_size)
     assert images.min() >= -1.0 and images.max() <= 1.0
@@ -199,7 +200,7 @@ def test_folder_with_classes_mixed_sizes_and_modes(tmp_path):
     save_image(tmp_path / "dogs" / "nested" / "d.bmp", (10, 10), "RGB")
     (tmp_path / "dogs" / "notes.txt").write_text("not an image")
     for channels in (1, 3):
-        data = ImageFolder(tmp_path, image_size=16, channels=channels)
+        data = ImageFolder(tmp_path, Preprocessing(crop_size=16, channels=channels))
         assert data.classes == ("cats", "dogs") and data.num_classes == 2
         assert [p.name for p in data.files] == ["a.png", "b.JPG", "c.png", "d.bmp"]
         assert data.labels.tolist() == [0, 0, 1, 1]
@@ -216,7 +217,7 @@ def test_folder_flat_and_grey_to_rgb(tmp_path):
     grey = np.full((30, 20), 255, dtype=np.uint8)
     Image.fromarray(grey, mode="L").save(tmp_path / "white.png")
     save_image(tmp_path / "noise.webp", (40, 40), "RGB")
-    data = ImageFolder(tmp_path, image_size=8, channels=3)
+    data = ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
     assert data.classes == ("all",) and data.num_classes == 1
     assert data.labels.tolist() == [0, 0]
     image, _ = data[1]  # sorted: noise.webp, white.png
@@ -225,7 +226,7 @@ def test_folder_flat_and_grey_to_rgb(tmp_path):
 
 def test_folder_sixteen_bit_grey(tmp_path):
     Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(tmp_path / "deep.png")
-    image, _ = ImageFolder(tmp_path, image_size=8, channels=1)[0]
+    image, _ = ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=1))[0]
     assert torch.all(image == 1.0)
 
 
@@ -233,7 +234,7 @@ def test_folder_subfolders_win_over_top_level(tmp_path):
     save_image(tmp_path / "loose.png", (8, 8))
     save_image(tmp_path / "class" / "kept.png", (8, 8))
     with pytest.warns(UserWarning, match="ignoring .*loose.png"):
-        data = ImageFolder(tmp_path, image_size=8, channels=3)
+        data = ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
     assert [p.name for p in data.files] == ["kept.png"]
 
 
@@ -242,7 +243,7 @@ def test_folder_skips_a_corrupt_file(tmp_path):
         save_image(tmp_path / f"{i:02d}.png", (12, 12), seed=i)
     (tmp_path / "broken.png").write_bytes(os.urandom(200))
     with pytest.warns(UserWarning, match="skipping 1 unreadable image.*broken.png") as record:
-        data = ImageFolder(tmp_path, image_size=8, channels=3)
+        data = ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
     assert len(record) == 1
     assert len(data) == 30
     assert data.skipped == [tmp_path / "broken.png"]
@@ -253,7 +254,7 @@ def test_folder_too_many_corrupt_files(tmp_path):
     for i in range(3):
         (tmp_path / f"broken{i}.png").write_bytes(os.urandom(200))
     with pytest.raises(BadDataError, match="(?s)3 of 4 images .*cannot be read.*broken0.png"):
-        ImageFolder(tmp_path, image_size=8, channels=3)
+        ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
 
 
 def test_too_many_corrupt_images_stop_a_dcgan_run_with_a_fix_it_can_follow(tmp_path):
@@ -277,7 +278,7 @@ def test_too_many_corrupt_images_stop_a_dcgan_run_with_a_fix_it_can_follow(tmp_p
 
 def test_folder_file_going_bad_after_scan(tmp_path):
     save_image(tmp_path / "a.png", (12, 12))
-    data = ImageFolder(tmp_path, image_size=8, channels=3)
+    data = ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
     (tmp_path / "a.png").write_bytes(b"garbage")
     with pytest.raises(BadDataError, match="a.png"):
         data[0]
@@ -286,48 +287,50 @@ def test_folder_file_going_bad_after_scan(tmp_path):
 def test_folder_empty_missing_and_not_a_folder(tmp_path):
     (tmp_path / "readme.txt").write_text("no images here")
     with pytest.raises(BadDataError, match=r"no images found .*\.png"):
-        ImageFolder(tmp_path, image_size=8, channels=3)
+        ImageFolder(tmp_path, Preprocessing(crop_size=8, channels=3))
     with pytest.raises(DatasetNotFoundError, match="missing"):
-        ImageFolder(tmp_path / "missing", image_size=8, channels=3)
+        ImageFolder(tmp_path / "missing", Preprocessing(crop_size=8, channels=3))
     with pytest.raises(BadDataError, match="readme.txt is not a folder"):
-        ImageFolder(tmp_path / "readme.txt", image_size=8, channels=3)
+        ImageFolder(tmp_path / "readme.txt", Preprocessing(crop_size=8, channels=3))
 
 
-# ------------------------------------------------------------------------------ build_dataset
-def test_build_dataset_unknown_name_suggests_closest():
-    with pytest.raises(ValueError, match="did you mean 'fashion_mnist'") as info:
-        build_dataset("fashion-mnst", "", 32, 1)  # ("fashion-mnist" itself is the other families' spelling)
+# ------------------------------------------------------------------------------ build (classes)
+def classes(spec: str, root: str = "", size: int = 32, channels: int = 1, split: str = "train"):
+    return build(spec, split, Preprocessing(crop_size=size, channels=channels), task="classes", root=root)
+
+
+def test_build_unknown_name_suggests_closest():
+    with pytest.raises(ValueError, match="did you mean 'fashion-mnist'") as info:
+        classes("fashion-mnst")
     assert "'folder'" in str(info.value)
 
 
-def test_build_dataset_folder_needs_root():
+def test_build_folder_needs_root():
     with pytest.raises(BadDataError, match="data_root=PATH"):
-        build_dataset("folder", "", 32, 3)
+        classes("folder", channels=3)
 
 
-def test_build_dataset_folder(tmp_path):
+def test_build_folder(tmp_path):
     save_image(tmp_path / "x.png", (10, 20))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        data = build_dataset("folder", str(tmp_path), 16, 3)
+        data = classes("folder", str(tmp_path), 16, 3)
     assert isinstance(data, ImageFolder) and data[0][0].shape == (3, 16, 16)
 
 
-def test_build_dataset_fashion_mnist_searches():
-    data = build_dataset("fashion_mnist", "", 32, 1, split="test")
+def test_build_fashion_mnist_searches():
+    data = classes("fashion_mnist", split="test")
     assert isinstance(data, FashionMNIST) and len(data) == 10_000
     assert data.get_batch(torch.arange(2))[0].shape == (2, 1, 32, 32)
 
 
 def test_every_family_s_data_spec_names_the_same_datasets(tmp_path):
     """`--data fashion-mnist` and `--data folder:PATH` (the other families' grammar) work for DCGAN too."""
-    from gauguin.data import build_dataset
-
-    a, b = build_dataset("fashion-mnist", "", 28, 1, "test"), build_dataset("fashion_mnist", "", 28, 1, "test")
+    a, b = classes("fashion-mnist", size=28, split="test"), classes("fashion_mnist", size=28, split="test")
     assert len(a) == len(b) == 10_000 and torch.equal(a.get_batch([0, 5])[0], b.get_batch([0, 5])[0])
     for i in range(3):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    folder = build_dataset(f"folder:{tmp_path}", "", 28, 1)
+    folder = classes(f"folder:{tmp_path}", size=28)
     assert len(folder) == 3
     with pytest.raises(BadDataError, match="give the folder once"):
-        build_dataset(f"folder:{tmp_path}", "/elsewhere", 28, 1)
+        classes(f"folder:{tmp_path}", "/elsewhere", 28)

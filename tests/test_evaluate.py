@@ -56,6 +56,7 @@ def test_cache_is_reused_and_invalidated_by_content(tmp_path):
         assert evaluate(*args, n=64, progress=False)["reference_cache_hit"] is False
 
 
+@pytest.mark.slow
 def test_tstr_baseline_and_shuffled_labels_give_chance():
     train_set = load_image_set("fashion-mnist:train", n=3000, seed=1)
     real = tstr(train_set, progress=False)

@@ -11,6 +11,7 @@ from torch import nn
 
 from gauguin.cli import main
 from gauguin.models import DataInfo, get_family
+from gauguin.models.inference import draw_inputs
 from gauguin.models.spade_nets import init_spade_weights_
 from gauguin.nn.spectral import SpectralNormConv2d, fold_spectral_norm
 from gauguin.nn.unet import NoiseDropout
@@ -58,17 +59,17 @@ def semantic_data(num_labels=5, instances=True):
 
 
 def torch_inputs(loaded, n, size, generator, direction=None):
-    """Inputs as a caller builds them: from the family's own helpers."""
-    family = loaded.family
-    if family.name in ("dcgan", "pggan"):
-        return family.random_inputs(n, generator)
-    if family.name in ("spade", "pix2pixhd") or getattr(family, "labels", False):
-        batch = {"label_map": blocky_ids(n, size, family.data.num_labels, generator)}
-        if family.use_instances:
-            batch["instance"] = blocky_ids(n, size, 9, generator, cell=3)
-        return family.inputs_like(batch, generator)
-    channels = family.input_channels or family.cfg.channels
-    return family.translation_inputs(torch.rand(n, channels, *size, generator=generator) * 2 - 1, direction)
+    """Inputs as a caller builds them: from the family's declared inputs (ids as layouts)."""
+    graph = loaded.spec.translator(direction) if direction else loaded.spec.main
+    batch = {}
+    for spec in graph.data_inputs:
+        if spec.kind == "label_map":
+            batch[spec.name] = blocky_ids(n, size, spec.size, generator)
+        elif spec.kind == "instance":
+            batch[spec.name] = blocky_ids(n, size, 9, generator, cell=3)
+        else:
+            batch[spec.name] = torch.rand(n, spec.size, *size, generator=generator) * 2 - 1
+    return draw_inputs(graph, n, generator, batch)
 
 
 def assert_parity(out, loaded, file="generator.onnx", sizes=((32, 32),), batches=(1, 3), direction=None):
@@ -83,7 +84,8 @@ def assert_parity(out, loaded, file="generator.onnx", sizes=((32, 32),), batches
             inputs = torch_inputs(loaded, n, size, generator, direction)
             assert [i.name for i in session.get_inputs()] == list(inputs)
             with torch.no_grad():
-                expected = loaded.family.generate(loaded.generator, inputs).numpy()
+                graph = loaded.spec.translator(direction) if direction else loaded.spec.main
+                expected = graph.run(loaded.generator, inputs).numpy()
             image, = session.run(["image"], {k: v.numpy() for k, v in inputs.items()})
             assert image.shape == expected.shape
             diff = np.abs(image - expected).max()
@@ -172,7 +174,7 @@ def test_pix2pixhd_with_the_feature_encoder(tmp_path):
     from gauguin.serve.engine import Engine, OnnxBackend
 
     engine = Engine(OnnxBackend(out))
-    assert engine.info.inputs == ["label_map", "instance", "feature_draw"] and not engine.info.style_image
+    assert list(engine.info.inputs) == ["label_map", "instance", "feature_draw"] and not engine.info.style_image
     assert engine.info.to_dict()["style"] == {"seed": True, "image": False}
     ids = np.zeros((32, 32), np.int64)
     ids[8:24, 4:16], ids[8:24, 16:28] = 3, 4
@@ -273,7 +275,7 @@ def test_safetensors_export_has_folded_weights(tmp_path):
     folded.load_state_dict(state)  # strict: exactly the folded generator's tensors
     inputs = torch_inputs(loaded, 2, (32, 32), torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.allclose(loaded.family.generate(folded, inputs), loaded.family.generate(loaded.generator, inputs),
+        assert torch.allclose(loaded.spec.main.run(folded, inputs), loaded.spec.main.run(loaded.generator, inputs),
                               atol=1e-5)
 
 

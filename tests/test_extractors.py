@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from gauguin.data import FashionMNIST
+from gauguin.data import FashionMNIST, Preprocessing
 from gauguin.metrics.classifier import (
     ClassifierWeightsError,
     ClassifierWeightsNotFoundError,
@@ -179,7 +179,7 @@ def test_fmnist_classifier_accuracy(fmnist):
 
 def test_fmnist_features_and_probabilities(fmnist):
     grey = FashionMNIST("test").get_batch(torch.arange(6))[0]
-    rgb64 = FashionMNIST("test", image_size=64, channels=3).get_batch(torch.arange(6))[0]
+    rgb64 = FashionMNIST("test", Preprocessing(crop_size=64, channels=3)).get_batch(torch.arange(6))[0]
     feats, probs = extract(fmnist, grey, batch_size=4, kind="both", progress=False)
     assert feats.shape == (6, 128) and probs.shape == (6, 10)
     torch.testing.assert_close(probs.sum(1), torch.ones(6))

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from gauguin.data import BadDataError, LabelFolder
+from gauguin.data import BadDataError, LabelFolder, Preprocessing
 
 NUM_LABELS = 6
 DONT_CARE = 255  # the dont-care dataset's raw "unlabeled" value
@@ -39,8 +39,9 @@ def datasets(tmp_path_factory):
         (root / name / "labels").mkdir()
         Image.new("RGB", (3, 2)).save(root / name / "images" / "a.png")
         Image.new("L", (3, 2)).save(root / name / "labels" / "a.png")
-    plain = LabelFolder(root / "plain", num_labels=NUM_LABELS, palette=PALETTE, augment=False)
-    dont_care = LabelFolder(root / "dont_care", num_labels=NUM_LABELS, dont_care_id=DONT_CARE, augment=False)
+    still = Preprocessing(augment=False)
+    plain = LabelFolder(root / "plain", prep=still, num_labels=NUM_LABELS, palette=PALETTE)
+    dont_care = LabelFolder(root / "dont_care", prep=still, num_labels=NUM_LABELS, dont_care_id=DONT_CARE)
     files = root / "files"
     files.mkdir()
     return {"plain": plain, "dont_care": dont_care, "files": files}

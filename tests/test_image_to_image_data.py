@@ -18,8 +18,8 @@ from gauguin.data import (
     FashionMNISTEdges,
     PairedFolder,
     UnpairedFolder,
-    build_paired_dataset,
-    build_unpaired_dataset,
+    Preprocessing,
+    build,
     edge_drawing,
 )
 
@@ -94,15 +94,15 @@ def test_edge_drawing_of_uniform_images_is_white_and_a_step_is_drawn() -> None:
 
 
 def test_edges_btoa_rgb_and_flip() -> None:
-    forward = FashionMNISTEdges("test", crop_size=28, channels=3)
-    backward = FashionMNISTEdges("test", crop_size=28, channels=3, direction="BtoA")
+    forward = FashionMNISTEdges("test", prep=Preprocessing(crop_size=28, channels=3))
+    backward = FashionMNISTEdges("test", prep=Preprocessing(crop_size=28, channels=3), direction="BtoA")
     a, b = forward.get_batch([0, 1]), backward.get_batch([0, 1])
     assert a["input"].shape == (2, 3, 28, 28)
     assert torch.equal(a["input"], b["image"]) and torch.equal(a["image"], b["input"])
-    flipping = FashionMNISTEdges("test", crop_size=28, flip=True)
+    flipping = FashionMNISTEdges("test", prep=Preprocessing(crop_size=28, flip=True))
     torch.manual_seed(0)
     out = flipping.get_batch(torch.zeros(16, dtype=torch.long))
-    plain = FashionMNISTEdges("test", crop_size=28).get_batch([0])
+    plain = FashionMNISTEdges("test", prep=Preprocessing(crop_size=28)).get_batch([0])
     seen = set()
     for edge, image in zip(out["input"], out["image"]):  # both sides flipped together, or neither
         flipped = not torch.equal(image, plain["image"][0])
@@ -123,7 +123,7 @@ def test_domains_hold_their_classes(domains: FashionMNISTDomains) -> None:
     assert (labels[domains.indices_a] == 7).all() and (labels[domains.indices_b] == 9).all()
     assert domains.len_a == (labels == 7).sum() and domains.len_b == (labels == 9).sum()
     assert len(domains) == max(domains.len_a, domains.len_b)
-    assert domains.num_classes == 1 and domains.classes == []
+    assert domains.num_classes == 1 and list(domains.classes) == []
     torch.manual_seed(0)
     batch = domains.get_batch(torch.arange(32))
     assert set(batch) == {"a", "b", "image"} and batch["image"] is batch["b"]
@@ -150,7 +150,7 @@ def test_domains_b_draws_follow_the_seed(domains: FashionMNISTDomains) -> None:
 
 
 def test_domains_classes_by_name_or_index() -> None:
-    data = FashionMNISTDomains("test", domain_a="t-shirt/TOP", domain_b=1, crop_size=28)
+    data = FashionMNISTDomains("test", prep=Preprocessing(crop_size=28), domain_a="t-shirt/TOP", domain_b=1)
     assert data.domains == ("T-shirt/top", "Trouser") and data.image_size == (28, 28)
     with pytest.raises(ValueError, match="did you mean 'Sneaker'") as err:
         FashionMNISTDomains("test", domain_a="Sneakers")
@@ -166,20 +166,20 @@ def test_side_by_side_files_split_into_a_and_b(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     a, b = asymmetric(rng, 12, 16), rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
     save(np.concatenate([a, b], axis=1), tmp_path / "train" / "x.png")
-    data = PairedFolder(tmp_path, preprocess="none", augment=False)
+    data = PairedFolder(tmp_path, prep=Preprocessing(mode="none", augment=False))
     assert data.layout == "side_by_side" and data.image_size == (12, 16) and len(data) == 1
-    assert data.channels == data.input_channels == 3 and data.num_classes == 1 and data.classes == []
+    assert data.channels == data.input_channels == 3 and data.num_classes == 1 and list(data.classes) == []
     batch = data.get_batch([0])
     assert set(batch) == {"input", "image"}
     assert torch.equal(batch["input"][0], as_unit(a)) and torch.equal(batch["image"][0], as_unit(b))
-    swapped = PairedFolder(tmp_path, direction="BtoA", preprocess="none", augment=False).get_batch([0])
+    swapped = PairedFolder(tmp_path, prep=Preprocessing(mode="none", augment=False), direction="BtoA").get_batch([0])
     assert torch.equal(swapped["input"], batch["image"]) and torch.equal(swapped["image"], batch["input"])
     assert data.source_files == [tmp_path / "train" / "x.png"]
 
 
 def test_side_by_side_odd_width_and_empty_folder(tmp_path: Path) -> None:
     save(np.zeros((8, 17, 3), np.uint8), tmp_path / "train" / "odd.png")
-    data = PairedFolder(tmp_path, crop_size=8, load_size=8)
+    data = PairedFolder(tmp_path, prep=Preprocessing(crop_size=8, load_size=8))
     with pytest.raises(BadDataError, match=r"odd\.png.*odd width"):
         data.get_batch([0])
     (tmp_path / "test").mkdir()
@@ -197,7 +197,7 @@ def test_separate_folders_join_by_stem(tmp_path: Path) -> None:
     for name, (a, b) in pairs.items():
         save(a, tmp_path / "A" / "train" / f"{name}.png")
         save(b, tmp_path / "B" / "train" / f"{name}.bmp")  # another extension: joined by stem
-    data = PairedFolder(tmp_path, preprocess="none", augment=False)
+    data = PairedFolder(tmp_path, prep=Preprocessing(mode="none", augment=False))
     assert data.layout == "separate" and len(data) == 3 and len(data.source_files) == 6
     batch = data.get_batch([2, 0])
     for row, name in enumerate(("r", "p")):
@@ -209,7 +209,7 @@ def test_separate_folders_join_by_stem(tmp_path: Path) -> None:
     (tmp_path / "A" / "train" / "lonely.png").unlink()
     save(np.zeros((10, 12, 3), np.uint8), tmp_path / "B" / "train" / "q.bmp")
     with pytest.raises(BadDataError, match=r"q\.png is 14x10 but its pair .*q\.bmp is 12x10"):
-        PairedFolder(tmp_path, augment=False, crop_size=8, load_size=8).get_batch([1])
+        PairedFolder(tmp_path, prep=Preprocessing(augment=False, crop_size=8, load_size=8)).get_batch([1])
 
 
 def test_paired_crop_and_flip_are_shared(tmp_path: Path) -> None:
@@ -217,7 +217,7 @@ def test_paired_crop_and_flip_are_shared(tmp_path: Path) -> None:
     a = asymmetric(rng, 20, 24)
     save(a, tmp_path / "A" / "train" / "s.png")
     save(255 - a, tmp_path / "B" / "train" / "s.png")  # B = negative of A: crops must match
-    flips = PairedFolder(tmp_path, preprocess="none")
+    flips = PairedFolder(tmp_path, prep=Preprocessing(mode="none"))
     torch.manual_seed(0)
     batch = flips.get_batch(torch.zeros(16, dtype=torch.long))
     seen = set()
@@ -228,7 +228,7 @@ def test_paired_crop_and_flip_are_shared(tmp_path: Path) -> None:
         assert torch.allclose(target, -source, atol=1e-6)  # the same flip on both sides
         seen.add(flipped)
     assert seen == {False, True}
-    crops = PairedFolder(tmp_path, crop_size=16, load_size=22)
+    crops = PairedFolder(tmp_path, prep=Preprocessing(crop_size=16, load_size=22))
     torch.manual_seed(1)
     batch = crops.get_batch(torch.zeros(8, dtype=torch.long))
     assert batch["input"].shape == (8, 3, 16, 16) and crops.image_size == (16, 16)
@@ -240,7 +240,7 @@ def test_paired_without_augmentation_is_deterministic_and_leaves_the_rng(tmp_pat
     rng = np.random.default_rng(3)
     for name in ("u", "v"):
         save(np.concatenate([asymmetric(rng, 18, 18), asymmetric(rng, 18, 18)], 1), tmp_path / "train" / f"{name}.png")
-    data = PairedFolder(tmp_path, crop_size=12, load_size=15, augment=False)
+    data = PairedFolder(tmp_path, prep=Preprocessing(crop_size=12, load_size=15, augment=False))
     state = torch.get_rng_state()
     first, second = data.get_batch([0, 1]), data.get_batch([0, 1])
     assert torch.equal(torch.get_rng_state(), state)
@@ -262,10 +262,10 @@ def make_unpaired(root: Path, count_a: int, count_b: int) -> tuple[list[np.ndarr
 def test_unpaired_folder_batches(tmp_path: Path) -> None:
     root = tmp_path / "horse2zebra"
     make_unpaired(root, 3, 5)
-    data = UnpairedFolder(root, crop_size=8, load_size=10, augment=False)
+    data = UnpairedFolder(root, prep=Preprocessing(crop_size=8, load_size=10, augment=False))
     assert (data.len_a, data.len_b, len(data)) == (3, 5, 5)
     assert data.domains == ("horse", "zebra") and data.channels == 3 and data.image_size == (8, 8)
-    assert len(data.source_files) == 8 and data.num_classes == 1 and data.classes == []
+    assert len(data.source_files) == 8 and data.num_classes == 1 and list(data.classes) == []
     torch.manual_seed(0)
     batch = data.get_batch(torch.arange(5))
     assert set(batch) == {"a", "b", "image"} and batch["image"] is batch["b"]
@@ -285,7 +285,7 @@ def test_unpaired_folder_batches(tmp_path: Path) -> None:
 
 def test_unpaired_folder_b_draws_and_augmentation_follow_the_seed(tmp_path: Path) -> None:
     make_unpaired(tmp_path, 2, 6)
-    data = UnpairedFolder(tmp_path, crop_size=8, load_size=12)
+    data = UnpairedFolder(tmp_path, prep=Preprocessing(crop_size=8, load_size=12))
     results = []
     for seed in (5, 5, 6):
         torch.manual_seed(seed)
@@ -304,7 +304,7 @@ def test_unpaired_folder_missing_or_empty_domain(tmp_path: Path) -> None:
     with pytest.raises(BadDataError, match="testA"):
         UnpairedFolder(tmp_path, split="test")
     save(np.zeros((4, 4, 3), np.uint8), tmp_path / "trainB" / "0.png")
-    fixed = UnpairedFolder(tmp_path, preprocess="none", augment=False)  # trainA/ has two sizes
+    fixed = UnpairedFolder(tmp_path, prep=Preprocessing(mode="none", augment=False))  # trainA/ has two sizes
     assert fixed.image_size == (12, 16)
     with pytest.raises(BadDataError, match=r"1\.png is 18x13 but preprocess='none' needs every image at 16x12"):
         fixed.get_domain("a", [1])
@@ -312,18 +312,19 @@ def test_unpaired_folder_missing_or_empty_domain(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------- specs
 def test_build_specs(tmp_path: Path) -> None:
-    paired = build_paired_dataset("fashion-mnist", split="val", crop_size=28)
+    small = Preprocessing(crop_size=8, load_size=8)
+    paired = build("fashion-mnist", "val", Preprocessing(crop_size=28), task="pairs")
     assert isinstance(paired, FashionMNISTEdges) and paired.split == "test" and paired.image_size == (28, 28)
     save(np.zeros((8, 16, 3), np.uint8), tmp_path / "pairs" / "train" / "z.png")
-    folder = build_paired_dataset(f"folder:{tmp_path / 'pairs'}", crop_size=8, load_size=8)
+    folder = build(f"folder:{tmp_path / 'pairs'}", "train", small, task="pairs")
     assert isinstance(folder, PairedFolder) and len(folder) == 1
-    unpaired = build_unpaired_dataset("fashion_mnist", split="val", domain_a="Coat", domain_b="Shirt")
+    unpaired = build("fashion_mnist", "val", Preprocessing(), task="domains", domain_a="Coat", domain_b="Shirt")
     assert isinstance(unpaired, FashionMNISTDomains) and unpaired.domains == ("Coat", "Shirt")
     make_unpaired(tmp_path / "cyc", 1, 1)
-    assert isinstance(build_unpaired_dataset(f"folder:{tmp_path / 'cyc'}", crop_size=8, load_size=8), UnpairedFolder)
+    assert isinstance(build(f"folder:{tmp_path / 'cyc'}", "train", small, task="domains"), UnpairedFolder)
     with pytest.raises(ValueError, match="did you mean 'folder'"):
-        build_paired_dataset("foldr:/x")
+        build("foldr:/x", "train", small, task="pairs")
     with pytest.raises(ValueError, match="did you mean 'fashion-mnist'"):
-        build_unpaired_dataset("fashion-mnst")
+        build("fashion-mnst", "train", small, task="domains")
     with pytest.raises(ValueError, match="names no folder"):
-        build_unpaired_dataset("folder")
+        build("folder", "train", small, task="domains")

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from gauguin.data import FashionMNIST
+from gauguin.data import FashionMNIST, Preprocessing
 from gauguin.metrics.classifier import classifier_accuracy, default_classifier_path, load_fmnist_classifier
 from gauguin.models.dcgan import DCGANConfig
 from gauguin.sampling import load_generator
@@ -39,7 +39,7 @@ def classifier():
     start = time.perf_counter()
     model = load_fmnist_classifier(progress=False)
     seconds = time.perf_counter() - start
-    test = FashionMNIST("test", image_size=28, channels=1)
+    test = FashionMNIST("test", Preprocessing(crop_size=28, channels=1))
     images, labels = test.get_batch(torch.arange(len(test)))
     accuracy = classifier_accuracy(model, images, labels)
     print(f"\nFashion-MNIST classifier (loaded or trained in {seconds:.0f} s, {default_classifier_path()}): "

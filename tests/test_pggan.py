@@ -113,6 +113,7 @@ def test_resume_mid_fade_is_bit_exact(tmp_path):
         assert torch.equal(p, q), name
 
 
+@pytest.mark.slow
 def test_learning_swd_falls_between_stage_ends(tmp_path):
     """Through 4x4, 8x8 and 16x16 on real Fashion-MNIST: the sliced Wasserstein distance of samples
     to real images (logged at each stage's end, at 16 px) falls from stage to stage."""

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from gauguin.config import ConfigError
-from gauguin.data import FashionMNISTSilhouettes
+from gauguin.data import FashionMNISTSilhouettes, Preprocessing
 from gauguin.data.paired import FashionMNISTEdges
 from gauguin.models import DataInfo
 from gauguin.models.pix2pix import Pix2Pix, Pix2PixConfig
@@ -28,6 +28,16 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """A few steps: what the CLI test needs (not learning)."""
+    out = tmp_path_factory.mktemp("pix2pix_quick") / "run"
+    train("pix2pix", Pix2PixConfig.from_dict(dict(out_dir=str(out), steps=3, ngf=8, ndf=8, batch_size=2,
+                                                  eval_every=0, progress=False)))
+    return out
+
+
+@pytest.mark.slow
 def test_learns_edges_to_clothing(trained):
     """After 300 steps the translations of held-out edge drawings are closer (L1) to the real garments
     than the mean training image is: the baseline the issue names."""
@@ -40,13 +50,13 @@ def test_learns_edges_to_clothing(trained):
     assert l1_gan < 0.95 * l1_mean, (l1_gan, l1_mean)
 
 
-def test_translate_cli(trained, tmp_path):
+def test_translate_cli(quick, tmp_path):
     test = FashionMNISTEdges("test").get_batch(torch.arange(3))
     (tmp_path / "edges").mkdir()
     for i in range(3):
         pixels = ((test["input"][i, 0].numpy() + 1) * 127.5).astype(np.uint8)
         Image.fromarray(pixels).save(tmp_path / "edges" / f"e{i}.png")
-    cli = [sys.executable, "-m", "gauguin.cli", "translate", str(trained)]
+    cli = [sys.executable, "-m", "gauguin.cli", "translate", str(quick)]
     done = subprocess.run(cli + ["--input", str(tmp_path / "edges"), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -62,6 +72,7 @@ def test_translate_cli(trained, tmp_path):
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
+@pytest.mark.slow
 def test_learns_label_maps_to_clothing(tmp_path):
     """input=labels: pix2pix on the one-hot silhouette label maps (the paper's labels -> photo setting);
     after 150 steps garments are bright inside their held-out silhouettes and dark outside, and the
@@ -72,9 +83,9 @@ def test_learns_label_maps_to_clothing(tmp_path):
     train("pix2pix", cfg)
     loaded = load_generator(tmp_path / "run")
     assert loaded.generator.down[0][0].in_channels == 11  # background + 10 garment labels, one-hot
-    data = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(200))
+    data = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(200))
     with torch.no_grad():
-        fake = loaded.family.generate(loaded.generator, loaded.family.inputs_like(data))
+        fake = loaded.generate(loaded.inputs_like(data))
     inside = data["label_map"] > 0
     gap = fake[:, 0][inside].mean().item() - fake[:, 0][~inside].mean().item()
     print(f"\npix2pix on label maps: brightness gap inside - outside {gap:.3f}")

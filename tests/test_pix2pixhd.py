@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gauguin.data import FashionMNISTSilhouettes
+from gauguin.data import FashionMNISTSilhouettes, Preprocessing
 from gauguin.models.pix2pixhd import Pix2PixHDConfig, Pix2PixHDModel, kmeans, sampled_features
 from gauguin.models.pix2pixhd_nets import InstanceFeatureEncoder
 from gauguin.sampling import load_generator
@@ -47,13 +47,14 @@ def test_local_enhancer_trains_alone_first(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in enhancer.global_body.state_dict().items())
 
 
+@pytest.mark.slow
 def test_learns_fashion_silhouettes(tmp_path):
     train("pix2pixhd", hd_config(tmp_path / "run", steps=150, batch_size=8, ngf=16, ndf=16, n_blocks=3,
                                  log_every=50, sample_every=150, checkpoint_every=150))
     loaded = load_generator(tmp_path / "run")
-    data = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(200))
+    data = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(200))
     with torch.no_grad():
-        fake = loaded.family.generate(loaded.generator, loaded.family.inputs_like(data))
+        fake = loaded.generate(loaded.inputs_like(data))
     inside = data["label_map"] > 0
     gap = fake[:, 0][inside].mean().item() - fake[:, 0][~inside].mean().item()
     print(f"\npix2pixhd learning test: brightness gap inside - outside {gap:.3f}")
@@ -96,7 +97,7 @@ def test_feature_clusters_are_saved_and_give_several_looks(tmp_path):
     counts = G.feature_center_counts  # background + 10 garments, all seen; k, or fewer distinct instances
     assert counts.min() >= 1 and counts.max() == 4, counts
     assert G.feature_centers.abs().sum() > 0
-    data = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(1))
+    data = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(1))
     looks = loaded.translate(data["label_map"][0], n=4, seed=0)
     assert torch.equal(looks, loaded.translate(data["label_map"][0], n=4, seed=0))
     assert (looks[0] - looks[1:]).abs().amax() > 1e-3

@@ -242,6 +242,7 @@ def test_a_tiny_run_still_trains_after_the_checks(tmp_path):
     assert torch.isfinite(load_checkpoint(path)[0]["weights.safetensors"]["generator.net.0.weight"]).all()
 
 
+@pytest.mark.slow
 def test_a_soak_of_kills_inside_checkpoint_writes_loses_nothing(tmp_path):
     """scripts/soak_interrupts.py, short: SIGKILL and SIGTERM inside checkpoint writes and between them;
     each time the run resumes, and it ends bit-identical to the run never interrupted."""

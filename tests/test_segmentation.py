@@ -61,6 +61,7 @@ def test_silhouettes_are_labelled_garments(silhouettes):
     assert images[:, 0][maps > 0].mean() > images[:, 0][maps == 0].mean() + 0.5  # garments are bright, background dark
 
 
+@pytest.mark.slow
 def test_segmenter_learns_real_pairs(silhouettes, tmp_path):
     """Trained briefly on real pairs, the segmenter scores real images against their own label maps far
     above the same images against shuffled label maps (the mIoU a generator ignoring its input gets)."""
@@ -100,6 +101,7 @@ def test_segmenter_file_roundtrip_and_errors(tmp_path):
         load_segmenter(path)
 
 
+@pytest.mark.slow
 def test_cli_train_segmenter_on_real_coco_stuff(tmp_path):
     """The generic path on real COCO-Stuff pairs: 183 labels, don't-care (raw 255) ignored."""
     import subprocess

@@ -20,7 +20,8 @@ from gauguin.data import (
     CocoStuff,
     DatasetNotFoundError,
     LabelFolder,
-    build_semantic_dataset,
+    Preprocessing,
+    build,
     load_palette,
 )
 from gauguin.data.errors import LabelMapError
@@ -98,8 +99,8 @@ def test_coco_stuff_loads(fixtures, split, n):
 
 def test_coco_stuff_unlabeled_is_dont_care_and_maps_are_exact(fixtures):
     """At the files' own size (no resize, no crop) the outputs are the stored pixels, 255 -> 182."""
-    data = CocoStuff(fixtures / "coco_stuff", "train", preprocess="fixed", crop_size=640,
-                     aspect_ratio=640 / 480, augment=False)
+    data = CocoStuff(fixtures / "coco_stuff", "train",
+                     Preprocessing(mode="fixed", crop_size=640, aspect_ratio=640 / 480, augment=False))
     index = next(
         i for i, s in enumerate(data.samples)
         if Image.open(s.label).size == (640, 480) and (read_label_file(s.label) == 255).any()
@@ -115,7 +116,7 @@ def test_coco_stuff_unlabeled_is_dont_care_and_maps_are_exact(fixtures):
 
 
 def test_nearest_resizing_never_invents_label_ids(fixtures):
-    data = CocoStuff(fixtures / "coco_stuff", "train", load_size=300, crop_size=200)  # down- and up-scales
+    data = CocoStuff(fixtures / "coco_stuff", "train", Preprocessing(load_size=300, crop_size=200))  # down, up
     torch.manual_seed(1)
     batch = data.get_batch(torch.arange(len(data)))
     for sample, labels, instances in zip(data.samples, batch["label_map"], batch["instance"]):
@@ -131,7 +132,7 @@ def test_coco_stuff_without_instance_folder(tmp_path):
     save(np.full((20, 30), 7, np.uint8), tmp_path / "val_label" / "1.png")
     with pytest.raises(BadDataError, match="use_instances=no"):
         CocoStuff(tmp_path, "val")
-    data = CocoStuff(tmp_path, "val", use_instances=False, crop_size=16, load_size=16)
+    data = CocoStuff(tmp_path, "val", prep=Preprocessing(crop_size=16, load_size=16), use_instances=False)
     assert not data.has_instances and "instance" not in data.get_batch([0])
 
 
@@ -190,7 +191,7 @@ def test_cityscapes_16bit_instances_and_edges(fixtures, tmp_path):
     (tmp_path / "leftImg8bit" / "val" / "aachen" / f"{prefix}_leftImg8bit.png").symlink_to(source / "image.jpg")
     (city / f"{prefix}_gtFine_labelIds.png").symlink_to(source / "labelIds.png")
     (city / f"{prefix}_gtFine_instanceIds.png").symlink_to(source / "instanceIds.png")
-    data = Cityscapes(tmp_path, "val", augment=False)
+    data = Cityscapes(tmp_path, "val", prep=Preprocessing(augment=False))
     assert data.has_instances and len(data.source_files) == 3
     batch = data.get_batch([0])
     check_batch(batch, (256, 512), 1, 35, instances=True)
@@ -242,7 +243,7 @@ def make_ade(root: Path, split_folder: str | None, names=("ADE_train_1", "ADE_tr
 def test_ade20k_shift_and_dont_care(tmp_path):
     labels = make_ade(tmp_path / "ADEChallengeData2016", "training")
     make_ade(tmp_path / "ADEChallengeData2016", "validation", names=("ADE_val_1",))
-    data = ADE20K(tmp_path, "train", preprocess="none", augment=False)  # root above ADEChallengeData2016
+    data = ADE20K(tmp_path, "train", Preprocessing(mode="none", augment=False))  # root above ADEChallengeData2016
     assert len(data) == 2 and data.num_labels == 151 and data.dont_care_index == 150
     assert data.label_names[0] == "wall" and data.label_names[149] == "flag" and data.label_names[150] == "dont_care"
     assert not data.has_instances and data.image_size == (24, 32)
@@ -258,7 +259,7 @@ def test_ade20k_shift_and_dont_care(tmp_path):
 
 def test_ade20k_flat_layout_and_bad_id(tmp_path):
     make_ade(tmp_path, None)
-    data = ADE20K(tmp_path, "val", crop_size=16, load_size=20)
+    data = ADE20K(tmp_path, "val", prep=Preprocessing(crop_size=16, load_size=20))
     assert len(data) == 2
     torch.manual_seed(0)
     check_batch(data.get_batch([0, 1]), (16, 16), 2, 151, instances=False)
@@ -292,7 +293,7 @@ def test_label_folder_id_formats(tmp_path, fmt):
         save(ID_MAP, tmp_path / "labels" / "a.png")
     assert Image.open(tmp_path / "labels" / "a.png").mode == fmt
     save(random_rgb(np.random.default_rng(0), 4, 5), tmp_path / "images" / "a.jpg")
-    data = LabelFolder(tmp_path, num_labels=int(ids.max()) + 1, preprocess="none", augment=False)
+    data = LabelFolder(tmp_path, prep=Preprocessing(mode="none", augment=False), num_labels=int(ids.max()) + 1)
     assert data.image_size == (4, 5) and data.dont_care_index is None and data.palette is None
     np.testing.assert_array_equal(data[0]["label_map"].numpy(), ids)
 
@@ -305,17 +306,18 @@ def test_label_folder_rgb_with_palette_file(tmp_path):
     as_yaml.write_text("".join(f"- [{r}, {g}, {b}]\n" for r, g, b in COLOURS.values()))  # a list by id
     assert load_palette(as_json) == load_palette(as_yaml) == COLOURS
     for palette in (as_json, str(as_yaml), COLOURS):
-        data = LabelFolder(tmp_path / "data", num_labels=5, palette=palette, preprocess="none", augment=False)
+        data = LabelFolder(tmp_path / "data", prep=Preprocessing(mode="none", augment=False), num_labels=5,
+                           palette=palette)
         batch = data.get_batch([0, 1])
         np.testing.assert_array_equal(batch["label_map"].numpy(), np.stack([ID_MAP, ID_MAP[::-1]]))
         assert data.palette == COLOURS
-    assert Path(as_json) in LabelFolder(tmp_path / "data", 5, as_json).source_files
+    assert Path(as_json) in LabelFolder(tmp_path / "data", num_labels=5, palette=as_json).source_files
 
 
 def test_label_folder_palette_inference(tmp_path, caplog):
     make_folder(tmp_path, {"a": colour_map(ID_MAP), "b": colour_map(np.full((4, 5), 2, np.uint8))})
     with caplog.at_level(logging.INFO, logger="gauguin.data"):
-        data = LabelFolder(tmp_path, palette="infer", preprocess="none", augment=False)
+        data = LabelFolder(tmp_path, prep=Preprocessing(mode="none", augment=False), palette="infer")
     sorted_colours = sorted(COLOURS.values())
     assert data.palette == dict(enumerate(sorted_colours))
     assert data.num_labels == 5 and data.label_names == [f"class_{i}" for i in range(5)]
@@ -332,7 +334,7 @@ def test_label_folder_infers_num_labels_and_dont_care(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="gauguin.data"):
         assert LabelFolder(tmp_path, dont_care_id=255).num_labels == 8  # ids 0..6 + don't care
     assert "num_labels not given: inferred 8" in caplog.text
-    data = LabelFolder(tmp_path, dont_care_id=255, num_labels=8, preprocess="none", augment=False)
+    data = LabelFolder(tmp_path, prep=Preprocessing(mode="none", augment=False), dont_care_id=255, num_labels=8)
     assert data.dont_care_index == 7 and data.label_names[7] == "dont_care"
     out = data[0]["label_map"].numpy()
     assert out[0, 0] == 7 and (out.ravel()[1:] == label.ravel()[1:]).all()
@@ -344,8 +346,8 @@ def test_label_folder_instances_and_split(tmp_path):
     root = make_folder(tmp_path / "train", {"a": ID_MAP, "b": ID_MAP})
     save(ID_MAP.astype(np.uint16) * 1000 + 1, root / "instances" / "a.png")
     save(ID_MAP.astype(np.uint16) * 1000 + 2, root / "instances" / "b.png")
-    data = build_semantic_dataset(f"folder:{tmp_path}", split="train", num_labels=5, preprocess="none",
-                                  augment=False)
+    data = build(f"folder:{tmp_path}", "train", Preprocessing(mode="none", augment=False), task="label_maps",
+                 num_labels=5)
     assert isinstance(data, LabelFolder) and data.has_instances
     np.testing.assert_array_equal(data[1]["instance"].numpy(), ID_MAP.astype(np.int64) * 1000 + 2)
     assert semantic_input(data.get_batch([0, 1]), 5, use_instances=True).shape == (2, 6, 4, 5)
@@ -368,8 +370,8 @@ def coded_pair(root: Path, height: int = 32, width: int = 32) -> Path:
 @pytest.mark.parametrize("preprocess, aspect", [("resize_and_crop", 1.0), ("scale_width_and_crop", 1.0),
                                                  ("resize_and_crop", 2.0)])
 def test_flip_and_crop_applied_identically(tmp_path, preprocess, aspect):
-    data = LabelFolder(coded_pair(tmp_path), num_labels=16, preprocess=preprocess, load_size=32, crop_size=24,
-                       aspect_ratio=aspect)
+    data = LabelFolder(coded_pair(tmp_path), num_labels=16,
+                       prep=Preprocessing(mode=preprocess, load_size=32, crop_size=24, aspect_ratio=aspect))
     torch.manual_seed(0)
     batch = data.get_batch(torch.zeros(24, dtype=torch.long))
     assert batch["image"].shape[-2:] == (round(24 / aspect), 24)
@@ -382,14 +384,15 @@ def test_flip_and_crop_applied_identically(tmp_path, preprocess, aspect):
 
 
 def test_no_flip_option(tmp_path):
-    data = LabelFolder(coded_pair(tmp_path), num_labels=16, load_size=32, crop_size=24, flip=False)
+    data = LabelFolder(coded_pair(tmp_path), prep=Preprocessing(load_size=32, crop_size=24, flip=False),
+                       num_labels=16)
     torch.manual_seed(0)
     x = torch.round((data.get_batch(torch.zeros(16, dtype=torch.long))["image"][:, 0] + 1) * 127.5) // 8
     assert (x[:, 0, 0] < x[:, 0, -1]).all()
 
 
 def test_augment_false_is_deterministic_and_leaves_rng(fixtures):
-    data = CocoStuff(fixtures / "coco_stuff", "val", augment=False)
+    data = CocoStuff(fixtures / "coco_stuff", "val", prep=Preprocessing(augment=False))
     state = torch.get_rng_state()
     first, second = data.get_batch([0, 3, 5]), data.get_batch([0, 3, 5])
     assert torch.equal(torch.get_rng_state(), state)
@@ -510,7 +513,7 @@ def test_corrupt_file_names_file(tmp_path, broken):
 
 def test_preprocess_none_needs_equal_sizes(tmp_path):
     make_folder(tmp_path, {"a": ID_MAP, "b": np.zeros((6, 5), np.uint8)})
-    data = LabelFolder(tmp_path, num_labels=5, preprocess="none")
+    data = LabelFolder(tmp_path, prep=Preprocessing(mode="none"), num_labels=5)
     assert data.image_size == (4, 5)
     with pytest.raises(BadDataError, match=r"images/b\.png is 5x6 but preprocess='none'"):
         data.get_batch([1])
@@ -519,28 +522,32 @@ def test_preprocess_none_needs_equal_sizes(tmp_path):
 def test_preprocess_options_checked(tmp_path):
     make_folder(tmp_path, {"a": ID_MAP})
     with pytest.raises(ValueError, match="did you mean 'resize_and_crop'"):
-        LabelFolder(tmp_path, num_labels=5, preprocess="resize_crop")
+        LabelFolder(tmp_path, prep=Preprocessing(mode="resize_crop"), num_labels=5)
     with pytest.raises(ValueError, match="load_size must be >= the crop size"):
-        LabelFolder(tmp_path, num_labels=5, load_size=100, crop_size=128)
-    data = LabelFolder(tmp_path, num_labels=5, preprocess="fixed", crop_size=64, aspect_ratio=2.0)
+        LabelFolder(tmp_path, prep=Preprocessing(load_size=100, crop_size=128), num_labels=5)
+    data = LabelFolder(tmp_path, prep=Preprocessing(mode="fixed", crop_size=64, aspect_ratio=2.0), num_labels=5)
     assert data.image_size == (32, 64)
     assert data.get_batch([0])["image"].shape == (1, 3, 32, 64)
 
 
 # ------------------------------------------------------------------------------ by name (spec)
-def test_build_semantic_dataset(fixtures, tmp_path):
-    assert isinstance(build_semantic_dataset(f"coco-stuff:{fixtures / 'coco_stuff'}", "val"), CocoStuff)
-    assert isinstance(build_semantic_dataset(f"coco_stuff:{fixtures / 'coco_stuff'}", "val"), CocoStuff)
-    data = build_semantic_dataset(f"cityscapes:{fixtures / 'cityscapes'}", "val", augment=False)
+def label_maps(spec: str, split: str = "train", prep: Preprocessing = Preprocessing(), **options):
+    return build(spec, split, prep, task="label_maps", **options)
+
+
+def test_build_label_maps(fixtures, tmp_path):
+    assert isinstance(label_maps(f"coco-stuff:{fixtures / 'coco_stuff'}", "val"), CocoStuff)
+    assert isinstance(label_maps(f"coco_stuff:{fixtures / 'coco_stuff'}", "val"), CocoStuff)
+    data = label_maps(f"cityscapes:{fixtures / 'cityscapes'}", "val", Preprocessing(augment=False))
     assert isinstance(data, Cityscapes) and not data.augment
     make_ade(tmp_path / "ade", "validation")
-    assert isinstance(build_semantic_dataset(f"ade20k:{tmp_path / 'ade'}", "val"), ADE20K)
+    assert isinstance(label_maps(f"ade20k:{tmp_path / 'ade'}", "val"), ADE20K)
     with pytest.raises(ValueError, match="did you mean 'coco-stuff'"):
-        build_semantic_dataset("coco-stuf:/data")
-    with pytest.raises(ValueError, match="valid kinds are 'coco-stuff', 'cityscapes', 'ade20k', 'fashion-mnist', 'folder'"):
-        build_semantic_dataset("imagenet:/data")
+        label_maps("coco-stuf:/data")
+    with pytest.raises(ValueError, match="are 'coco-stuff', 'cityscapes', 'ade20k', 'fashion-mnist', 'folder'"):
+        label_maps("imagenet:/data")
     with pytest.raises(ValueError, match="names no folder"):
-        build_semantic_dataset("folder")
+        label_maps("folder")
 
 
 # ------------------------------------------------------------------------------ nn.labels
@@ -739,11 +746,12 @@ def test_label_cache_is_rebuilt_when_unreadable_or_stale(tmp_path, label_cache):
 
 def test_data_root_that_does_nothing_is_an_error_not_ignored():
     """A KIND:PATH spec names its own folder: data_root beside it used to be dropped silently."""
-    from gauguin.models.semantic import build_label_map_dataset
+    from gauguin.models.base import build_data
+    from gauguin.models.spade import SPADEConfig
 
     spec = f"coco-stuff:{FIXTURES / 'coco_stuff'}"
     with pytest.raises(ValueError, match="data_root=/elsewhere does nothing with dataset"):
-        build_label_map_dataset(spec, "train", crop_size=32, augment=False, data_root="/elsewhere")
+        build_data(SPADEConfig(dataset=spec, data_root="/elsewhere"), "label_maps", "train")
     with pytest.raises(ValueError, match="give the folder once"):
-        build_label_map_dataset("fashion-mnist:/one", "train", crop_size=32, augment=False, data_root="/two")
-    assert len(build_label_map_dataset(spec, "train", crop_size=32, augment=False)) > 0
+        build_data(SPADEConfig(dataset="fashion-mnist:/one", data_root="/two"), "label_maps", "train")
+    assert len(build_data(SPADEConfig(dataset=spec), "label_maps", "train")) > 0

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gauguin.models.inference import draw_inputs
 from gauguin.sampling import resize_ids as torch_resize_ids
 from gauguin.serve.app import Limits, PaintServer
 from gauguin.serve.engine import (Engine, EngineBusy, Label, ModelInfo, RequestError, TorchBackend,
@@ -25,7 +26,7 @@ class FakeBackend:
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None):
         self.info = ModelInfo("fake", [Label(i, f"l{i}", (i * 20, 0, 255 - i * 20)) for i in range(4)], (8, 8), 1,
-                              ["label_map", "z"], z_dim=4, style_image=True)
+                              {"label_map": ("label_map", 4), "z": ("normal", 4)}, style_input="z")
         self.delay, self.fail_on, self.batch_sizes = delay, fail_on, []
 
     def run(self, inputs):
@@ -237,22 +238,25 @@ def test_paint_cli_serves_a_checkpoint_through_its_onnx_export(paint_checkpoint,
     assert len(exports) == 1 and (exports[0] / "generator.onnx").is_file() and (exports[0] / "style_encoder.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_default_model_is_trained_once_then_cached(tmp_path, monkeypatch):
     from gauguin.serve import paint_models
     from gauguin.serve.engine import OnnxBackend
+    from gauguin.training import paint_default
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(paint_models, "DEFAULT_CONFIG", {**paint_models.DEFAULT_CONFIG, "ngf": 8, "ndf": 8,
-                                                         "batch_size": 4, "steps": 2, "checkpoint_every": 2})
+    monkeypatch.setattr(paint_default, "DEFAULT_CONFIG", {**paint_default.DEFAULT_CONFIG, "ngf": 8, "ndf": 8,
+                                                          "batch_size": 4, "steps": 2, "checkpoint_every": 2})
     lines = []
-    folder = paint_models.default_paint_model(progress=False, log=lines.append)
-    assert folder == tmp_path / "gauguin" / "paint" / f"spade_fashion_{paint_models.VERSION}" / "onnx"
+    run = paint_default.default_paint_checkpoint(progress=False, log=lines.append)
+    assert run == tmp_path / "gauguin" / "paint" / f"spade_fashion_{paint_default.VERSION}" / "run"
     assert len(lines) == 1 and "training the default model" in lines[0]
-    backend = paint_models.load_backend(None, log=lines.append)
+    assert paint_default.default_paint_checkpoint(progress=False, log=lines.append) == run
+    assert len(lines) == 1  # trained once: not trained again
+    backend = paint_models.load_backend(run, log=lines.append)
     assert isinstance(backend, OnnxBackend) and backend.info.num_labels == 11 and backend.info.style_image
-    assert len(lines) == 1  # cached: not trained again
     with pytest.raises(ValueError, match="runs on onnxruntime only"):
-        paint_models.load_backend(folder, backend="torch")
+        paint_models.load_backend(backend.folder, backend="torch")
 
 
 def test_psnr_by_hand():
@@ -263,6 +267,7 @@ def test_psnr_by_hand():
     assert psnr_db(reference, reference) == float("inf")
 
 
+@pytest.mark.slow
 def test_int8_export_is_checked_and_chosen_only_when_good(paint_checkpoint, tmp_path):
     import onnxruntime as ort
 
@@ -349,6 +354,7 @@ def test_an_export_that_failed_its_parity_check_is_not_served(paint_checkpoint, 
         OnnxBackend(tmp_path / "onnx")
 
 
+@pytest.mark.slow
 def test_a_failed_quantization_leaves_an_fp32_export_to_serve(paint_checkpoint, tmp_path, monkeypatch):
     from gauguin.serve import export as export_module
     from gauguin.serve.engine import OnnxBackend
@@ -563,7 +569,7 @@ def test_one_seed_gives_the_page_and_translate_the_same_image(server, paint_chec
         label_map = loaded.read_label_map(tmp_path / "map.png")
         engine = server.engine
         feeds = engine.inputs(label_map[None].numpy(), [seed], None)
-        drawn = loaded.family.inputs_like({"label_map": label_map[None]}, torch.Generator().manual_seed(seed))
+        drawn = draw_inputs(loaded.spec.main, 1, torch.Generator().manual_seed(seed), {"label_map": label_map[None]})
         assert np.array_equal(feeds["z"], drawn["z"].numpy())
         image = engine.generate(label_map.numpy(), seed)
         assert np.abs(image - library.numpy()).max() < 1e-4, seed

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gauguin.data import FashionMNISTSilhouettes
+from gauguin.data import FashionMNISTSilhouettes, Preprocessing
 from gauguin.metrics import create_extractor
 from gauguin.models.spade import SPADEConfig
 from gauguin.nn.vgg import VGG19
@@ -88,14 +88,23 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """Four steps of the same model: what the CLI and API tests need (not learning)."""
+    out = tmp_path_factory.mktemp("spade_quick") / "run"
+    train("spade", spade_config(out, eval_every=0))
+    return out
+
+
+@pytest.mark.slow
 def test_learns_fashion_silhouettes(trained):
     """After 300 steps: garments bright inside their silhouette and dark outside, recognisable as
     the labelled class, different when the same silhouette carries another class."""
     loaded = load_generator(trained)
-    data = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(400))
-    inputs = loaded.family.inputs_like(data, torch.Generator().manual_seed(0))
+    data = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(400))
+    inputs = loaded.inputs_like(data, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        fake = loaded.family.generate(loaded.generator, inputs)
+        fake = loaded.generate(inputs)
         inside = data["label_map"] > 0
         brightness_in, brightness_out = fake[:, 0][inside].mean().item(), fake[:, 0][~inside].mean().item()
         assert brightness_in - brightness_out > 0.8, (brightness_in, brightness_out)
@@ -103,31 +112,33 @@ def test_learns_fashion_silhouettes(trained):
         accuracy = (judge.probabilities(fake).argmax(1) == data["label"]).float().mean().item()
         assert accuracy > 0.5, accuracy  # chance: 0.1
         other = torch.where(inside, ((data["label"] + 5) % 10 + 1)[:, None, None], 0)
-        swapped = loaded.family.generate(loaded.generator, {**inputs, "label_map": other})
+        swapped = loaded.generate({**inputs, "label_map": other})
         class_change = (swapped - fake).abs()[:, 0][inside].mean().item()
         assert class_change > 0.03, class_change
+        two = loaded.translate(data["label_map"][0], n=2, seed=0)
+        assert (two[0] - two[1]).abs().mean() > 1e-3  # two styles of one label map
     print(f"\nspade learning test: brightness inside {brightness_in:.3f} / outside {brightness_out:.3f}, "
           f"class accuracy {accuracy:.3f}, mean change inside when relabelled {class_change:.3f}")
 
 
-def test_multimodal_and_style_guided(trained, tmp_path):
-    loaded = load_generator(trained)
-    sil = FashionMNISTSilhouettes("test", crop_size=32, augment=False).get_batch(torch.arange(1))
+def test_multimodal_and_style_guided(quick, tmp_path):
+    loaded = load_generator(quick)
+    sil = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32, augment=False)).get_batch(torch.arange(1))
     label_map = sil["label_map"][0]
     two = loaded.translate(label_map, n=2, seed=0)
     assert two.shape == (2, 1, 32, 32)
-    assert (two[0] - two[1]).abs().mean() > 1e-3  # two styles of one label map
+    assert not torch.equal(two[0], two[1])  # z reaches the image (how far: test_learns_fashion_silhouettes)
     assert torch.equal(loaded.translate(label_map, n=2, seed=0), two)  # a seed gives the same images
     styled = loaded.translate(label_map, style=sil["image"])
     assert torch.equal(styled, loaded.translate(label_map, style=sil["image"]))  # the mean code: deterministic
     assert not torch.equal(styled[0], two[0])
 
 
-def test_translate_cli(trained, tmp_path):
-    sil = FashionMNISTSilhouettes("test", crop_size=28, augment=False).get_batch(torch.arange(1))
+def test_translate_cli(quick, tmp_path):
+    sil = FashionMNISTSilhouettes("test", Preprocessing(crop_size=28, augment=False)).get_batch(torch.arange(1))
     Image.fromarray(sil["label_map"][0].numpy().astype(np.uint8)).save(tmp_path / "label.png")
     Image.fromarray(((sil["image"][0, 0].numpy() + 1) * 127.5).astype(np.uint8)).save(tmp_path / "style.png")
-    cli = [sys.executable, "-m", "gauguin.cli", "translate", str(trained), "--labels", str(tmp_path / "label.png")]
+    cli = [sys.executable, "-m", "gauguin.cli", "translate", str(quick), "--labels", str(tmp_path / "label.png")]
     done = subprocess.run(cli + ["--n", "3", "--seed", "1", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -141,11 +152,12 @@ def test_translate_cli(trained, tmp_path):
     Image.fromarray(np.full((28, 28), 50, np.uint8)).save(tmp_path / "bad.png")
     bad = subprocess.run(cli[:-1] + [str(tmp_path / "bad.png")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "bad.png" in bad.stderr and "[50]" in bad.stderr
-    sample = subprocess.run([sys.executable, "-m", "gauguin.cli", "sample", str(trained)],
+    sample = subprocess.run([sys.executable, "-m", "gauguin.cli", "sample", str(quick)],
                             capture_output=True, text=True, timeout=120)
     assert sample.returncode == 1 and "gauguin translate" in sample.stderr
 
 
+@pytest.mark.slow
 def test_eval_miou_of_generated_images(trained, tmp_path):
     """gauguin eval draws images from the held-out label maps and scores them with a segmenter trained
     on real pairs; images that follow their maps score far above the same images against shuffled maps."""
@@ -153,7 +165,7 @@ def test_eval_miou_of_generated_images(trained, tmp_path):
 
     class FirstPairs:  # the first 3000 real pairs, to train the segmenter in seconds
         def __init__(self, split, n):
-            self.data, self.n = FashionMNISTSilhouettes(split, augment=False), n
+            self.data, self.n = FashionMNISTSilhouettes(split, Preprocessing(augment=False)), n
             self.num_labels, self.dont_care_index, self.label_names = 11, None, self.data.label_names
 
         def __len__(self):

@@ -1,14 +1,17 @@
-"""Datasets for training: Fashion-MNIST and folders of images.
+"""Datasets for training, all built by one grammar: :func:`build` ``(spec, split, prep, task=...)``.
 
-Both datasets give float32 images in [-1, 1] shaped ``[channels, image_size, image_size]``, int
-labels, ``classes``/``num_classes``, and a batched ``get_batch(indices)`` for the training loop.
+``spec`` is ``KIND[:PATH]`` (``fashion-mnist``, ``folder:PATH``, ``coco-stuff:PATH``,
+``cityscapes:PATH``, ``ade20k:PATH``), ``prep`` a :class:`Preprocessing` and ``task`` what the
+family needs (``classes``, ``label_maps``, ``pairs``, ``domains``; see :mod:`gauguin.data.grammar`).
+Every dataset follows :class:`Dataset`: ``len()``, ``get_batch(indices)`` and its description
+(``num_classes``, ``num_labels``, ``image_size`` (H, W), ``channels``, ...). Images are float32 in
+[-1, 1].
 """
 from __future__ import annotations
 
-import difflib
-from pathlib import Path
-
 from gauguin.data.errors import BadDataError, DatasetNotFoundError, LabelMapError
+from gauguin.data.preprocessing import PREPROCESS_MODES, Preprocessing
+from gauguin.data.protocol import Dataset, DatasetBase
 from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, find_fashion_mnist, read_idx
 from gauguin.data.folder import IMAGE_EXTENSIONS, ImageFolder
 from gauguin.data.ade20k import ADE20K, ADE20K_CLASSES
@@ -16,75 +19,53 @@ from gauguin.data.cityscapes import CITYSCAPES_CLASSES, Cityscapes
 from gauguin.data.coco_stuff import COCO_STUFF_CLASSES, CocoStuff
 from gauguin.data.label_folder import LabelFolder
 from gauguin.data.label_files import load_palette
-from gauguin.data.semantic import PREPROCESS_MODES, SEMANTIC_DATASETS, SemanticDataset, build_semantic_dataset
+from gauguin.data.semantic import SemanticDataset
 from gauguin.data.silhouettes import FashionMNISTSilhouettes
-from gauguin.data.paired import PAIRED_DATASETS, FashionMNISTEdges, PairedFolder, build_paired_dataset, edge_drawing
-from gauguin.data.unpaired import UNPAIRED_DATASETS, FashionMNISTDomains, UnpairedFolder, build_unpaired_dataset
+from gauguin.data.paired import FashionMNISTEdges, PairedFolder, edge_drawing
+from gauguin.data.unpaired import FashionMNISTDomains, UnpairedFolder
+from gauguin.data.grammar import KINDS, TASKS, accepts, build
 
-DATASET_NAMES = ("fashion_mnist", "folder")
+# compatibility: the kinds of each task, kind -> class
+SEMANTIC_DATASETS = KINDS["label_maps"]
+PAIRED_DATASETS = KINDS["pairs"]
+UNPAIRED_DATASETS = KINDS["domains"]
+DATASET_NAMES = tuple(KINDS["classes"])
 
 __all__ = [
     "ADE20K",
     "ADE20K_CLASSES",
+    "BadDataError",
     "CITYSCAPES_CLASSES",
     "COCO_STUFF_CLASSES",
     "Cityscapes",
     "CocoStuff",
-    "LabelFolder",
-    "PREPROCESS_MODES",
-    "SEMANTIC_DATASETS",
-    "SemanticDataset",
-    "build_semantic_dataset",
-    "load_palette",
-    "BadDataError",
-    "LabelMapError",
     "DATASET_NAMES",
+    "Dataset",
+    "DatasetBase",
     "DatasetNotFoundError",
     "FASHION_MNIST_CLASSES",
     "FashionMNIST",
+    "FashionMNISTDomains",
+    "FashionMNISTEdges",
     "FashionMNISTSilhouettes",
     "IMAGE_EXTENSIONS",
     "ImageFolder",
-    "build_dataset",
-    "find_fashion_mnist",
-    "read_idx",
+    "KINDS",
+    "LabelFolder",
+    "LabelMapError",
     "PAIRED_DATASETS",
-    "FashionMNISTEdges",
+    "PREPROCESS_MODES",
     "PairedFolder",
-    "build_paired_dataset",
-    "edge_drawing",
+    "Preprocessing",
+    "SEMANTIC_DATASETS",
+    "SemanticDataset",
+    "TASKS",
     "UNPAIRED_DATASETS",
-    "FashionMNISTDomains",
     "UnpairedFolder",
-    "build_unpaired_dataset",
+    "accepts",
+    "build",
+    "edge_drawing",
+    "find_fashion_mnist",
+    "load_palette",
+    "read_idx",
 ]
-
-
-def build_dataset(
-    name: str, root: str | Path, image_size: int, channels: int, split: str = "train"
-) -> FashionMNIST | ImageFolder:
-    """The dataset ``name`` names, as set by a run config: ``fashion_mnist`` or ``folder``, also written
-    as the other families' specs ``fashion-mnist[:ROOT]`` and ``folder:PATH`` (the folder, in place of
-    ``root``).
-
-    For "fashion_mnist" an empty ``root`` means search the usual places. A folder has no
-    splits, so "folder" serves the whole folder whatever ``split`` is.
-    """
-    kind, has_path, path = str(name).partition(":")
-    name = kind.strip().lower().replace("-", "_")
-    if has_path:
-        if root and Path(root) != Path(path):
-            raise BadDataError(f"dataset={kind}:{path} names a folder and data_root={root} another; give the "
-                               "folder once (dataset=folder:PATH, or dataset=folder data_root=PATH)")
-        root = path
-    if name == "fashion_mnist":
-        return FashionMNIST(split=split, root=root or None, image_size=image_size, channels=channels)
-    if name == "folder":
-        if not root:
-            raise BadDataError("dataset 'folder' needs a folder of images: set data_root=PATH")
-        return ImageFolder(root, image_size=image_size, channels=channels)
-    close = difflib.get_close_matches(str(name).lower(), DATASET_NAMES, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"unknown dataset {name!r}; valid names are {', '.join(map(repr, DATASET_NAMES))}{hint}"
-    )

@@ -15,18 +15,9 @@ import numpy as np
 
 from gauguin.data.errors import BadDataError
 from gauguin.data.folder import IMAGE_EXTENSIONS
-from gauguin.data.semantic import (
-    DONT_CARE_NAME,
-    LABEL_EXTENSIONS,
-    Preprocessing,
-    SemanticDataset,
-    SemanticSample,
-    check_split,
-    files_by_key,
-    join_pairs,
-    list_files,
-    require_folder,
-)
+from gauguin.data.pairing import LABEL_EXTENSIONS, check_split, files_by_key, join_pairs, list_files, require_folder
+from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
+from gauguin.data.semantic import DONT_CARE_NAME, SemanticDataset, SemanticSample
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +59,8 @@ class ADE20K(SemanticDataset):
         self,
         root: str | Path,
         split: str = "train",
+        prep: Preprocessing = NO_PREPROCESSING,
         *,
-        crop_size: int = 256,
-        load_size: int = 286,
-        aspect_ratio: float = 1.0,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        augment: bool = True,
         use_instances: bool | str = False,
     ) -> None:
         check_split(split, tuple(_SPLIT_FOLDERS), "ADE20K")
@@ -82,7 +68,6 @@ class ADE20K(SemanticDataset):
             raise BadDataError(
                 "ADE20K (ADEChallengeData2016) has no instance maps; set use_instances=no (False from Python)"
             )
-        preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
         root = require_folder(
             Path(root).expanduser(), "ADE20K folder",
             "Pass the ADEChallengeData2016 folder (holding images/ and annotations/).",
@@ -116,8 +101,7 @@ class ADE20K(SemanticDataset):
             raw_to_index=lut,
             label_names=[*ADE20K_CLASSES, DONT_CARE_NAME],
             dont_care_index=len(ADE20K_CLASSES),
-            preprocessing=preprocessing,
-            augment=augment,
+            prep=prep,
             label_folder=label_dir,
         )
 

@@ -12,17 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gauguin.data.semantic import (
-    Preprocessing,
-    SemanticDataset,
-    SemanticSample,
-    check_split,
-    files_by_key,
-    join_instances,
-    join_pairs,
-    list_files,
-    require_folder,
-)
+from gauguin.data.pairing import check_split, files_by_key, join_instances, join_pairs, list_files, require_folder
+from gauguin.data.preprocessing import PHOTO_DEFAULTS, NO_PREPROCESSING, Preprocessing
+from gauguin.data.semantic import SemanticDataset, SemanticSample
 
 # labelIds 0..33 of cityscapesScripts' labels.py. Index 34 exists only because SPADE and
 # pix2pixHD use 35 channels ("license plate" has id -1 there and never appears in labelIds.png).
@@ -53,22 +45,17 @@ class Cityscapes(SemanticDataset):
     """
 
     kind = "cityscapes"
+    defaults = PHOTO_DEFAULTS.replace(crop_size=512, load_size=512, aspect_ratio=2.0, mode="fixed")
 
     def __init__(
         self,
         root: str | Path,
         split: str = "train",
+        prep: Preprocessing = NO_PREPROCESSING,
         *,
-        crop_size: int = 512,
-        load_size: int = 512,
-        aspect_ratio: float = 2.0,
-        preprocess: str = "fixed",
-        flip: bool = True,
-        augment: bool = True,
         use_instances: bool | str = "auto",
     ) -> None:
         check_split(split, ("train", "val", "test"), "Cityscapes")
-        preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
         root = require_folder(
             Path(root).expanduser(), "Cityscapes folder",
             "Pass the folder holding leftImg8bit/ and gtFine/ (from leftImg8bit_trainvaltest.zip "
@@ -97,8 +84,7 @@ class Cityscapes(SemanticDataset):
             raw_to_index=np.arange(len(CITYSCAPES_CLASSES)),
             label_names=list(CITYSCAPES_CLASSES),
             dont_care_index=None,
-            preprocessing=preprocessing,
-            augment=augment,
+            prep=prep,
             label_folder=label_dir,
         )
 

@@ -12,12 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from gauguin.data.folder import IMAGE_EXTENSIONS
-from gauguin.data.semantic import (
-    DONT_CARE_NAME,
+from gauguin.data.pairing import (
     LABEL_EXTENSIONS,
-    Preprocessing,
-    SemanticDataset,
-    SemanticSample,
     check_split,
     files_by_key,
     join_instances,
@@ -25,6 +21,8 @@ from gauguin.data.semantic import (
     list_files,
     require_folder,
 )
+from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
+from gauguin.data.semantic import DONT_CARE_NAME, SemanticDataset, SemanticSample
 
 COCO_STUFF_CLASSES = (
     # things, ids 0..90 (COCO category id - 1; "street sign", "hat", "shoe", "eye glasses",
@@ -71,17 +69,11 @@ class CocoStuff(SemanticDataset):
         self,
         root: str | Path,
         split: str = "train",
+        prep: Preprocessing = NO_PREPROCESSING,
         *,
-        crop_size: int = 256,
-        load_size: int = 286,
-        aspect_ratio: float = 1.0,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        augment: bool = True,
         use_instances: bool | str = True,
     ) -> None:
         check_split(split, ("train", "val"), "COCO-Stuff")
-        preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
         root = require_folder(
             Path(root).expanduser(), "COCO-Stuff folder",
             "Pass the folder holding {train,val}_img/, {train,val}_label/ and {train,val}_inst/.",
@@ -113,8 +105,7 @@ class CocoStuff(SemanticDataset):
             raw_to_index=lut,
             label_names=[*COCO_STUFF_CLASSES, DONT_CARE_NAME],
             dont_care_index=len(COCO_STUFF_CLASSES),
-            preprocessing=preprocessing,
-            augment=augment,
+            prep=prep,
             label_folder=label_dir,
         )
 

@@ -21,6 +21,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
+from gauguin.data.protocol import FIXED_28_PX, DatasetBase
 from gauguin.fileio import user_cache_dir
 
 FASHION_MNIST_CLASSES = (
@@ -178,29 +180,25 @@ def _download(url: str, dest: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ dataset
-class FashionMNIST(Dataset):
+class FashionMNIST(DatasetBase, Dataset):
     """Fashion-MNIST held in memory as uint8; batches come out as float32 in [-1, 1].
 
-    ``split`` is "train" (60,000), "test" (10,000) or "all" (both, 70,000). Images are
-    resized to ``image_size`` (bilinear, antialiased) and repeated to 3 channels if ``channels=3``.
+    ``split`` is "train" (60,000), "test" (10,000) or "all" (both, 70,000). Images are resized to
+    ``prep.crop_size`` (default 28; bilinear, antialiased) and repeated to 3 channels if
+    ``prep.channels=3`` (default 1).
     """
 
     classes = FASHION_MNIST_CLASSES
     num_classes = len(FASHION_MNIST_CLASSES)
+    defaults = Preprocessing(crop_size=_IMAGE_SIDE, channels=1)
+    ignores = FIXED_28_PX
 
     def __init__(
-        self,
-        split: str = "train",
-        root: str | Path | None = None,
-        image_size: int = _IMAGE_SIDE,
-        channels: int = 1,
+        self, split: str = "train", prep: Preprocessing = NO_PREPROCESSING, root: str | Path | None = None
     ) -> None:
         if split not in ("train", "test", "all"):
             raise ValueError(f"Fashion-MNIST split {split!r} is not one of 'train', 'test', 'all'")
-        if image_size < 1:
-            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+        prep = prep.over(self.defaults)
         folder = find_fashion_mnist(root)
         parts = ("train", "test") if split == "all" else (split,)
         images, labels = zip(*(_load_split(folder, part) for part in parts))
@@ -208,8 +206,8 @@ class FashionMNIST(Dataset):
         self.labels = torch.cat(labels)  # int64 [N]
         self.split = split
         self.root = folder
-        self.image_size = image_size
-        self.channels = channels
+        self.image_size = (prep.crop_size, prep.crop_size)
+        self.channels = prep.channels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -228,9 +226,8 @@ class FashionMNIST(Dataset):
         """Images ``[B, channels, image_size, image_size]`` in [-1, 1] and int64 labels ``[B]``."""
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")
         images = self.images[indices].float().div_(127.5).sub_(1.0)
-        if self.image_size != _IMAGE_SIDE:
-            size = (self.image_size, self.image_size)
-            images = F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.image_size != (_IMAGE_SIDE, _IMAGE_SIDE):
+            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
             images.clamp_(-1.0, 1.0)
         if self.channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()
@@ -238,9 +235,35 @@ class FashionMNIST(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"FashionMNIST(split={self.split!r}, n={len(self)}, image_size={self.image_size}, "
+            f"FashionMNIST(split={self.split!r}, n={len(self)}, image_size={self.image_size[0]}, "
             f"channels={self.channels}, root='{self.root}')"
         )
+
+
+class FashionMNISTBased(DatasetBase):
+    """Base of the datasets made of Fashion-MNIST images (silhouettes, edges, two classes):
+    :meth:`_read` sets ``images`` (a :class:`FashionMNIST`), ``split``, ``image_size`` and ``flip``."""
+
+    ignores = FIXED_28_PX
+
+    def _read(self, split: str, prep: Preprocessing, root: str | Path | None, grey: bool = False) -> Preprocessing:
+        """Read ``split`` ("val" is "test") at ``prep``'s crop size (in grey when ``grey``, else in
+        its channels); returns ``prep`` over the class's ``defaults``."""
+        self.split = {"val": "test"}.get(split, split)  # the held-out split's other name
+        prep = prep.over(self.defaults)
+        self.images = FashionMNIST(self.split, Preprocessing(crop_size=prep.crop_size, channels=1 if grey else
+                                                             prep.channels), root=root)
+        self.image_size = self.images.image_size
+        self.flip = bool(prep.flip and prep.augment)
+        return prep
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def source_files(self) -> list[Path]:
+        """The IDX files read."""
+        return self.images.source_files
 
 
 def _load_split(folder: Path, split: str) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
+from gauguin.data.preprocessing import Preprocessing, required
+from gauguin.data.protocol import DatasetBase
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)
 
@@ -21,21 +23,21 @@ _HIGH_BIT_DEPTH_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, 
 _SHOWN_IN_MESSAGES = 5  # how many file names an error or warning lists
 
 
-class ImageFolder(Dataset):
+class ImageFolder(DatasetBase, Dataset):
     """Images under ``root``: ``root/<class>/**/*.png`` (label = sorted class index) or flat ``root/*.png``.
 
     Every file is checked with PIL when the dataset is built; unreadable ones are skipped with a
     warning (listed in ``skipped``), and more than ``max_bad_fraction`` of them is an error.
-    Items are resized so the short side is ``image_size`` (bicubic) and center-cropped to a square.
+    Items are resized so the short side is ``prep.crop_size`` (which must be set; bicubic) and
+    center-cropped to a square, in ``prep.channels`` (default 3).
     """
 
-    def __init__(
-        self, root: str | Path, image_size: int, channels: int, max_bad_fraction: float = 0.05
-    ) -> None:
-        if image_size < 1:
-            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    defaults = Preprocessing(channels=3)
+    ignores = {"*": "it resizes and center-crops every image to a crop_size square"}
+
+    def __init__(self, root: str | Path, prep: Preprocessing, max_bad_fraction: float = 0.05) -> None:
+        prep = prep.over(self.defaults)
+        image_size, channels = required(prep, "crop_size", "ImageFolder"), prep.channels
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         root = Path(root).expanduser()
@@ -71,7 +73,7 @@ class ImageFolder(Dataset):
             files, labels = [path for path, _ in kept], [label for _, label in kept]
 
         self.root = root
-        self.image_size = image_size
+        self.image_size = (image_size, image_size)
         self.channels = channels
         self.classes = classes
         self.num_classes = len(classes)
@@ -87,7 +89,7 @@ class ImageFolder(Dataset):
         path = self.files[index]
         try:
             with Image.open(path) as image:
-                image = _square(_convert(image, "L" if self.channels == 1 else "RGB"), self.image_size)
+                image = _square(_convert(image, "L" if self.channels == 1 else "RGB"), self.image_size[0])
         except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
             raise BadDataError(
                 f"cannot decode {path} ({err}); it was readable when the dataset was built. "
@@ -112,7 +114,7 @@ class ImageFolder(Dataset):
     def __repr__(self) -> str:
         return (
             f"ImageFolder(root='{self.root}', n={len(self)}, classes={len(self.classes)}, "
-            f"image_size={self.image_size}, channels={self.channels})"
+            f"image_size={self.image_size[0]}, channels={self.channels})"
         )
 
 

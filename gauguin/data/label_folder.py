@@ -14,18 +14,9 @@ import numpy as np
 
 from gauguin.data.errors import BadDataError
 from gauguin.data.folder import IMAGE_EXTENSIONS
-from gauguin.data.semantic import (
-    DONT_CARE_NAME,
-    LABEL_EXTENSIONS,
-    Preprocessing,
-    SemanticDataset,
-    SemanticSample,
-    files_by_key,
-    join_instances,
-    join_pairs,
-    list_files,
-    require_folder,
-)
+from gauguin.data.pairing import LABEL_EXTENSIONS, files_by_key, join_instances, join_pairs, list_files, require_folder
+from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
+from gauguin.data.semantic import DONT_CARE_NAME, SemanticDataset, SemanticSample
 from gauguin.data.label_files import RGB, load_palette, lookup_codes
 from gauguin.data.label_scan import LabelScan, scan_label_maps
 
@@ -58,21 +49,15 @@ class LabelFolder(SemanticDataset):
     def __init__(
         self,
         root: str | Path,
+        split: str | None = None,
+        prep: Preprocessing = NO_PREPROCESSING,
+        *,
         num_labels: int | None = None,
         palette: str | Path | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] | None = None,
-        *,
-        split: str | None = None,
         label_names: Sequence[str] | None = None,
         dont_care_id: int | None = None,
-        crop_size: int = 256,
-        load_size: int = 286,
-        aspect_ratio: float = 1.0,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        augment: bool = True,
         use_instances: bool | str = "auto",
     ) -> None:
-        preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
         if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 1):
             raise ValueError(f"num_labels must be a positive int or None (infer), got {num_labels!r}")
         if dont_care_id is not None and (not isinstance(dont_care_id, int) or dont_care_id < 0):
@@ -177,8 +162,7 @@ class LabelFolder(SemanticDataset):
             raw_to_index=lut,
             label_names=label_names,
             dont_care_index=num_labels - 1 if extra else None,
-            preprocessing=preprocessing,
-            augment=augment,
+            prep=prep,
             palette=colours,
             extra_source_files=extra_files,
             label_folder=label_dir,

@@ -5,41 +5,36 @@
   image itself;
 - :class:`PairedFolder`, pix2pix's own layouts: side-by-side ``A|B`` files in ``root/<split>/``,
   or ``root/A/<split>/`` and ``root/B/<split>/`` joined by file stem;
-- :func:`build_paired_dataset` for specs like ``"folder:PATH"``.
+- specs like ``"folder:PATH"`` are read by :func:`gauguin.data.build` (``task="pairs"``).
 
 ``get_batch(indices)`` gives ``{"input": float32 [B, C_in, H, W], "image": float32 [B, C, H, W]}``
 in [-1, 1], "image" being the target. Random crops and flips are drawn from torch's global RNG in
 the calling thread before anything is decoded (one draw per sample, shared by its two sides), so
 a run restored with its RNG state sees exactly the same batches; ``augment=False`` gives center
 crops without flips and leaves the RNG alone. Resizing, cropping and flipping are those of
-:mod:`gauguin.data.semantic` (:class:`~gauguin.data.semantic.Preprocessing`).
+:mod:`gauguin.data.resizing`.
 """
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
+from gauguin.data.batching import as_indices, decode_in_threads, draw_preprocessing, to_tensor
 from gauguin.data.errors import BadDataError
-from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
-from gauguin.data.folder import DECODE_THREADS, IMAGE_EXTENSIONS
-from gauguin.data.semantic import (
-    Preprocessing,
-    apply_to_image,
-    build_from_spec,
-    files_by_key,
-    list_files,
-    require_folder,
-)
+from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNISTBased
+from gauguin.data.folder import IMAGE_EXTENSIONS
 from gauguin.data.label_files import read_rgb_image
+from gauguin.data.pairing import files_by_key, join_by_name, list_files, require_folder
+from gauguin.data.preprocessing import NO_PREPROCESSING, PHOTO_DEFAULTS, Preprocessing
+from gauguin.data.protocol import DatasetBase
+from gauguin.data.resizing import Resizer, apply_to_image
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -53,7 +48,6 @@ DIRECTIONS = ("AtoB", "BtoA")
 EDGE_THRESHOLD = 0.12
 
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4.0
-_SHOWN_IN_MESSAGES = 5
 _LAYOUT = (
     "<split>/<name>.jpg|png holding A|B side by side (pix2pix), or A/<split>/<name>.* and "
     "B/<split>/<name>.* joined by name"
@@ -98,45 +92,31 @@ def edge_drawing(images: Tensor, threshold: float = EDGE_THRESHOLD) -> Tensor:
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
-class FashionMNISTEdges:
+class FashionMNISTEdges(FashionMNISTBased):
     """Edge drawings of real Fashion-MNIST images paired with the images (edges → clothing).
 
-    A is :func:`edge_drawing` of the image resized to ``crop_size`` (bilinear, antialiased, as
-    :class:`~gauguin.data.FashionMNIST` does); B is the image. ``direction="AtoB"`` makes the
-    drawing the input. Both sides have ``channels`` channels (a grey image repeated for 3).
-    Deterministic unless ``flip`` (random horizontal flips, the same for both sides). Beyond the
-    paired contract, batches carry the garment class ``label`` ``[B]``.
+    A is :func:`edge_drawing` of the image resized to ``prep.crop_size`` (default 32; bilinear,
+    antialiased, as :class:`~gauguin.data.FashionMNIST` does); B is the image. ``direction="AtoB"``
+    makes the drawing the input. Both sides have ``prep.channels`` channels (default 1; a grey
+    image repeated for 3). Deterministic unless ``prep.flip`` (random horizontal flips, the same
+    for both sides). Beyond the paired contract, batches carry the garment class ``label`` ``[B]``.
     """
+
+    defaults = Preprocessing(crop_size=32, channels=1, flip=False, augment=True)
 
     def __init__(
         self,
         split: str = "train",
-        crop_size: int = 32,
-        channels: int = 1,
+        prep: Preprocessing = NO_PREPROCESSING,
+        *,
         direction: str = "AtoB",
         root: str | Path | None = None,
-        flip: bool = False,
-        augment: bool = True,
     ) -> None:
-        split = {"val": "test"}.get(split, split)  # the paired datasets' name for the held-out split
         self.direction = check_direction(direction)
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-        self.images = FashionMNIST(split, root=root, image_size=crop_size, channels=1)
-        self.split = split
-        self.image_size = (crop_size, crop_size)
-        self.channels = channels
-        self.input_channels = channels
-        self.flip = bool(flip and augment)
+        prep = self._read(split, prep, root, grey=True)
+        self.channels = self.input_channels = prep.channels
         self.classes = list(FASHION_MNIST_CLASSES)
         self.num_classes = len(FASHION_MNIST_CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def source_files(self) -> list[Path]:
-        return self.images.source_files
 
     def get_batch(self, indices: Tensor | Sequence[int]) -> dict[str, Tensor]:
         """``{"input", "image"}`` ``[B, channels, H, W]`` in [-1, 1] and the class ``label`` ``[B]``."""
@@ -163,7 +143,7 @@ class FashionMNISTEdges:
 
 
 # ------------------------------------------------------------------------------------ folders
-class PairedFolder:
+class PairedFolder(DatasetBase):
     """pix2pix pairs under ``root``, in either of pix2pix's layouts (found automatically):
 
     - side by side: ``root/<split>/*.jpg|png``, each file A|B concatenated horizontally (A the
@@ -171,32 +151,29 @@ class PairedFolder:
     - separate folders: ``root/A/<split>/*`` and ``root/B/<split>/*`` joined by file stem; the
       two images of a pair must have one size. Used when both layouts are present.
 
-    Preprocessing (``preprocess``, ``load_size``, ``crop_size``, ``aspect_ratio``, ``flip``) is
-    :class:`~gauguin.data.semantic.Preprocessing`'s, applied identically to A and B (bicubic).
-    Images are RGB: ``channels = input_channels = 3``.
+    ``prep`` (default pix2pix's: resize to 286, random 256 crop, random flip) is applied identically
+    to A and B (:class:`~gauguin.data.resizing.Resizer`, bicubic). Images are RGB: ``channels =
+    input_channels = 3``.
     """
 
     channels = 3
     input_channels = 3
+    defaults = PHOTO_DEFAULTS
+    ignores = {"channels": "its images are RGB, 3 channels"}
 
     def __init__(
         self,
         root: str | Path,
         split: str = "train",
+        prep: Preprocessing = NO_PREPROCESSING,
+        *,
         direction: str = "AtoB",
-        crop_size: int = 256,
-        load_size: int = 286,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        augment: bool = True,
-        aspect_ratio: float = 1.0,
     ) -> None:
-        self.preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
+        self.prep = prep.over(self.defaults)
+        self.resizer = Resizer.of(self.prep)
         self.direction = check_direction(direction)
-        self.augment = bool(augment)
+        self.augment = bool(self.prep.augment)
         self.split = split
-        self.num_classes = 1
-        self.classes: list[str] = []
         self.root = require_folder(
             Path(root).expanduser(), "paired image folder", f"Pass a folder holding {_LAYOUT}."
         )
@@ -228,11 +205,7 @@ class PairedFolder:
                 f"paired folder {self.root} has neither {side_dir} nor {a_dir} and {b_dir}"
                 f"{_splits_found(self.root)}. Fix: lay the pairs out as {_LAYOUT}."
             )
-        if self.preprocessing.mode == "none":
-            height, width = stored_size(self.pairs[0][0])
-            self.image_size = (height, width // 2 if self.layout == "side_by_side" else width)
-        else:
-            self.image_size = self.preprocessing.crop_hw
+        self.image_size = self.resizer.output_size(self.pairs[0][0], halve_width=self.layout == "side_by_side")
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -264,7 +237,7 @@ class PairedFolder:
         return (
             f"PairedFolder(root='{self.root}', split={self.split!r}, n={len(self)}, layout={self.layout!r}, "
             f"image_size={self.image_size}, direction={self.direction!r}, "
-            f"preprocess={self.preprocessing.mode!r}, augment={self.augment})"
+            f"preprocess={self.resizer.mode!r}, augment={self.augment})"
         )
 
     def _decode(self, index: int, draw: tuple[float, float, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -290,104 +263,19 @@ class PairedFolder:
                     "re-export them at one size (or pair each with the right file)."
                 )
             where = f"image {path_a}"
-        check_fixed_size(self.preprocessing, self.image_size, image_a.size, where)
-        plan = self.preprocessing.plan(image_a.width, image_a.height, draw)
+        self.resizer.check_size(self.image_size, image_a.size, where)
+        plan = self.resizer.plan(image_a.width, image_a.height, draw)
         return apply_to_image(image_a, plan), apply_to_image(image_b, plan)
 
 
-# ------------------------------------------------------------------- helpers (also unpaired)
+# ------------------------------------------------------------------------------------ helpers
 def check_direction(direction: str) -> str:
+    """``direction`` if it is 'AtoB' or 'BtoA', else ValueError with the closest one."""
     if direction not in DIRECTIONS:
         close = difflib.get_close_matches(str(direction), DIRECTIONS, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"direction must be 'AtoB' or 'BtoA' (which side is the input), got {direction!r}{hint}")
     return direction
-
-
-def join_by_name(a: Mapping[str, Path], b: Mapping[str, Path], a_dir: Path, b_dir: Path) -> list[str]:
-    """The names with an image in both folders, sorted; none at all, or an image without its
-    partner, is BadDataError listing a few of them."""
-    if not a and not b:
-        raise BadDataError(
-            f"no images in {a_dir} and {b_dir}; the folders are empty. Fix: put the pairs there "
-            f"({', '.join(IMAGE_EXTENSIONS)}), A and B of a pair under one name."
-        )
-    lines = []
-    for have, lack, have_dir, lack_dir in ((a, b, a_dir, b_dir), (b, a, b_dir, a_dir)):
-        alone = sorted(set(have) - set(lack))
-        if alone:
-            lines.append(
-                f"{len(alone)} image(s) in {have_dir} have no partner in {lack_dir}: "
-                + short_list([have[k].name for k in alone])
-            )
-    if lines:
-        raise BadDataError(
-            "missing pair: " + "; ".join(lines) + ". Fix: add the missing files or delete the "
-            "unpaired ones (A and B of a pair are joined by file name without extension)."
-        )
-    return sorted(a)
-
-
-def short_list(names: Sequence[str]) -> str:
-    shown = ", ".join(str(name) for name in names[:_SHOWN_IN_MESSAGES])
-    return shown + (f" and {len(names) - _SHOWN_IN_MESSAGES} more" if len(names) > _SHOWN_IN_MESSAGES else "")
-
-
-def stored_size(path: Path) -> tuple[int, int]:
-    """(height, width) of the image file at ``path``, read from its header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except Exception as err:  # PIL raises many types
-        raise BadDataError(
-            f"cannot decode image {path} ({type(err).__name__}: {err}); the file is unreadable or "
-            "corrupt. Fix: re-export or re-download it, or delete it."
-        ) from err
-    return height, width
-
-
-def check_fixed_size(
-    preprocessing: Preprocessing, image_size: tuple[int, int], size: tuple[int, int], where: str
-) -> None:
-    """With ``preprocess='none'`` every image must have ``image_size`` (H, W); ``size`` is (W, H)."""
-    if preprocessing.mode == "none" and (size[1], size[0]) != tuple(image_size):
-        raise BadDataError(
-            f"{where} is {size[0]}x{size[1]} but preprocess='none' needs every image at "
-            f"{image_size[1]}x{image_size[0]} (the first one's size). Fix: resize the files, or use "
-            "preprocess='resize_and_crop' or 'fixed'."
-        )
-
-
-def draw_preprocessing(n: int, augment: bool) -> list[tuple[float, float, float] | None]:
-    """Uniform (crop y, crop x, flip) numbers for ``n`` samples from torch's global RNG, or None
-    each (center crop, no flip; the RNG untouched) without augmentation."""
-    if not augment:
-        return [None] * n
-    return [tuple(row) for row in torch.rand(n, 3, dtype=torch.float64).tolist()]
-
-
-def decode_in_threads(decode: Callable[..., Any], jobs: Sequence[tuple]) -> list[Any]:
-    """``[decode(*job) for job in jobs]``, in a thread pool when there are several (PIL frees the GIL)."""
-    if len(jobs) == 1:
-        return [decode(*jobs[0])]
-    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(jobs))) as pool:
-        return list(pool.map(lambda job: decode(*job), jobs))
-
-
-def to_tensor(pixels: Sequence[np.ndarray]) -> Tensor:
-    """uint8 ``[h, w, 3]`` arrays -> float32 ``[B, 3, h, w]`` in [-1, 1]."""
-    images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
-    return images.float().div_(127.5).sub_(1.0).contiguous()
-
-
-def as_indices(indices: Tensor | Sequence[int], length: int) -> list[int]:
-    indices = torch.as_tensor(indices, dtype=torch.long, device="cpu").reshape(-1).tolist()
-    if not indices:
-        raise ValueError("get_batch needs at least one index")
-    for index in indices:
-        if not -length <= index < length:
-            raise IndexError(f"index {index} out of range for {length} samples")
-    return [index % length for index in indices]
 
 
 def _stem(path: Path) -> str:
@@ -401,19 +289,3 @@ def _splits_found(root: Path) -> str:
     except OSError:
         return ""
     return f" (it has {', '.join(name + '/' for name in found)})" if found else ""
-
-
-# ---------------------------------------------------------------------------- by name (spec)
-# kind -> "module:Class" (imported when used); a kind in ROOTLESS_KINDS is written without
-# ":PATH" and called as factory(split=..., **kwargs) (root=PATH when one is given).
-PAIRED_DATASETS: dict[str, str] = {
-    "fashion-mnist": "gauguin.data.paired:FashionMNISTEdges",
-    "folder": "gauguin.data.paired:PairedFolder",
-}
-ROOTLESS_KINDS: set[str] = {"fashion-mnist"}
-
-
-def build_paired_dataset(spec: str, split: str = "train", **kwargs: Any) -> Any:
-    """The pix2pix dataset named by ``spec``: ``"fashion-mnist"`` (edges → clothing) or
-    ``"folder:PATH"``; ``kwargs`` go to its constructor (``crop_size``, ``direction``, ...)."""
-    return build_from_spec(spec, split, kwargs, PAIRED_DATASETS, ROOTLESS_KINDS, "paired")

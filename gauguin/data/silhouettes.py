@@ -12,18 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
+from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNISTBased
+from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
 
 FOREGROUND_THRESHOLD = 8  # uint8 intensity above which a pixel belongs to the garment (~3 % of white)
 
 
-class FashionMNISTSilhouettes:
+class FashionMNISTSilhouettes(FashionMNISTBased):
     """Real Fashion-MNIST images with their thresholded silhouettes as label maps.
 
     Follows the paired semantic dataset contract (see ``gauguin.data.semantic``): ``get_batch``
     gives ``image`` ``[B, channels, H, W]`` in [-1, 1], ``label_map`` int64 ``[B, H, W]`` in 0..10,
-    and, beyond the contract, the garment class ``label`` ``[B]``.
+    and, beyond the contract, the garment class ``label`` ``[B]``. ``prep``: ``crop_size``
+    (default 28), ``channels`` (1), ``flip`` (False; only when augmenting).
     """
+
+    defaults = Preprocessing(crop_size=28, channels=1, flip=False, augment=True)
 
     label_names = ["background", *FASHION_MNIST_CLASSES]
     num_labels = len(label_names)
@@ -32,23 +36,12 @@ class FashionMNISTSilhouettes:
     raw_to_index = list(range(num_labels))  # label PNGs of silhouettes hold the ids themselves
     palette = None
 
-    def __init__(self, split: str = "train", root: str | Path | None = None, crop_size: int = 28,
-                 channels: int = 1, flip: bool = False, augment: bool = True) -> None:
-        split = {"val": "test"}.get(split, split)  # the semantic datasets' name for the held-out split
-        self.images = FashionMNIST(split, root=root, image_size=crop_size, channels=channels)
-        self.image_size = (crop_size, crop_size)
-        self.channels = channels
-        self.split = split
-        self.flip = flip and augment
+    def __init__(self, split: str = "train", prep: Preprocessing = NO_PREPROCESSING,
+                 root: str | Path | None = None) -> None:
+        self._read(split, prep, root)
+        self.channels = self.images.channels
         self.classes = FASHION_MNIST_CLASSES
         self.num_classes = len(FASHION_MNIST_CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def source_files(self) -> list[Path]:
-        return self.images.source_files
 
     def get_batch(self, indices: Tensor) -> dict[str, Tensor]:
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")

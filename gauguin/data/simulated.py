@@ -30,7 +30,9 @@ from torch import Tensor
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
 from gauguin.data.folder import IMAGE_EXTENSIONS, ImageFolder
-from gauguin.data.paired import as_indices
+from gauguin.data.batching import as_indices
+from gauguin.data.preprocessing import Preprocessing
+from gauguin.data.protocol import DatasetBase
 from gauguin.data.silhouettes import FOREGROUND_THRESHOLD
 
 # ranges of the toy simulator's per-image parameters (see rendering_params)
@@ -97,7 +99,7 @@ def render_flat(images_u8: Tensor, params: dict[str, Tensor], size: int) -> Tens
 
 
 # ------------------------------------------------------------------------------------- contract
-class SimulatedPairs:
+class SimulatedPairs(DatasetBase):
     """The SimGAN data contract; subclasses set ``classes``, ``num_classes``, ``image_size``
     ``(H, W)``, ``channels``, ``len_synthetic``, ``len_real``, ``source_files`` and implement
     ``_synthetic(positions)`` and ``_real(positions)``. ``len()`` is the number of synthetic images."""
@@ -156,7 +158,7 @@ class FashionMNISTSimulated(SimulatedPairs):
     def __init__(self, root: str | Path | None = None, image_size: int = 28, channels: int = 1,
                  seed: int = 0) -> None:
         # private: the real half's labels are not part of this data set
-        self._train = FashionMNIST("train", root=root, image_size=image_size, channels=channels)
+        self._train = FashionMNIST("train", Preprocessing(crop_size=image_size, channels=channels), root=root)
         if len(self._train) != FASHION_MNIST_TRAIN_SIZE:
             raise BadDataError(
                 f"the Fashion-MNIST training split in {self._train.root} holds {len(self._train)} "
@@ -224,8 +226,8 @@ class FolderSimulated(SimulatedPairs):
                 f"unlabelled real images: put them in {real_root}, flat or in sub-folders whose names "
                 f"are ignored ({', '.join(IMAGE_EXTENSIONS)})."
             )
-        self.synthetic = ImageFolder(synthetic_root, image_size, channels)
-        self.real = ImageFolder(real_root, image_size, channels)
+        prep = Preprocessing(crop_size=image_size, channels=channels)
+        self.synthetic, self.real = ImageFolder(synthetic_root, prep), ImageFolder(real_root, prep)
         self.synthetic_root, self.real_root = synthetic_root, real_root
         self.classes = list(self.synthetic.classes)
         self.num_classes = len(self.classes)

@@ -4,7 +4,7 @@
   (A, e.g. "Sneaker") and of another (B, e.g. "Ankle boot");
 - :class:`UnpairedFolder`, CycleGAN's layout ``root/trainA/``, ``root/trainB/`` (``testA/``,
   ``testB/``);
-- :func:`build_unpaired_dataset` for specs like ``"folder:PATH"``.
+- specs like ``"folder:PATH"`` are read by :func:`gauguin.data.build` (``task="domains"``).
 
 ``get_batch(indices)`` gives ``{"a": [B, C, H, W], "b": [B, C, H, W], "image": "b" again}`` in
 [-1, 1]. ``len()`` is ``max(len_a, len_b)``; index ``i`` is A's image ``i % len_a`` and the B
@@ -24,36 +24,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gauguin.data.batching import as_indices, decode_in_threads, draw_preprocessing, to_tensor
 from gauguin.data.errors import BadDataError
-from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST
+from gauguin.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNISTBased
 from gauguin.data.folder import IMAGE_EXTENSIONS
-from gauguin.data.paired import (
-    as_indices,
-    check_fixed_size,
-    decode_in_threads,
-    draw_preprocessing,
-    stored_size,
-    to_tensor,
-)
 from gauguin.data.label_files import read_rgb_image
-from gauguin.data.semantic import Preprocessing, apply_to_image, build_from_spec, list_files, require_folder
+from gauguin.data.pairing import list_files, require_folder
+from gauguin.data.preprocessing import NO_PREPROCESSING, PHOTO_DEFAULTS, Preprocessing
+from gauguin.data.protocol import DatasetBase
+from gauguin.data.resizing import Resizer, apply_to_image
 
 DOMAIN_KEYS = ("a", "b")
 
 
-class UnpairedDataset:
+class UnpairedDataset(DatasetBase):
     """The unpaired contract; subclasses set ``len_a``, ``len_b``, ``domains``, ``image_size``,
     ``channels``, ``source_files`` and implement ``_draw`` and ``_load``."""
 
-    num_classes = 1
     len_a: int
     len_b: int
     domains: tuple[str, str]
     image_size: tuple[int, int]
     channels: int
-
-    def __init__(self) -> None:
-        self.classes: list[str] = []
 
     def __len__(self) -> int:
         return max(self.len_a, self.len_b)
@@ -103,47 +95,39 @@ class UnpairedDataset:
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
-class FashionMNISTDomains(UnpairedDataset):
+class FashionMNISTDomains(UnpairedDataset, FashionMNISTBased):
     """Real Fashion-MNIST images of class ``domain_a`` (A) and class ``domain_b`` (B).
 
     Classes are given by name (as in ``FASHION_MNIST_CLASSES``, case-insensitive) or index.
-    Images are resized to ``crop_size`` (bilinear, antialiased); random horizontal flips only
-    when ``flip``. ``indices_a`` / ``indices_b`` are the domains' positions in ``images``.
+    Images are resized to ``prep.crop_size`` (default 32; bilinear, antialiased) in
+    ``prep.channels`` (default 1); random horizontal flips only when ``prep.flip``.
+    ``indices_a`` / ``indices_b`` are the domains' positions in ``images``.
     """
+
+    defaults = Preprocessing(crop_size=32, channels=1, flip=False, augment=True)
 
     def __init__(
         self,
         split: str = "train",
+        prep: Preprocessing = NO_PREPROCESSING,
+        *,
         domain_a: str | int = "Sneaker",
         domain_b: str | int = "Ankle boot",
-        crop_size: int = 32,
-        channels: int = 1,
         root: str | Path | None = None,
-        flip: bool = False,
-        augment: bool = True,
     ) -> None:
-        super().__init__()
-        split = {"val": "test"}.get(split, split)  # the held-out split's other name
         class_a, class_b = fashion_class_index(domain_a), fashion_class_index(domain_b)
         if class_a == class_b:
             raise ValueError(
                 f"domain_a and domain_b are both {FASHION_MNIST_CLASSES[class_a]!r}; CycleGAN "
                 "translates between two different classes"
             )
-        self.images = FashionMNIST(split, root=root, image_size=crop_size, channels=channels)
+        self._read(split, prep, root)
         self.indices_a = torch.nonzero(self.images.labels == class_a).flatten()
         self.indices_b = torch.nonzero(self.images.labels == class_b).flatten()
         self.class_indices = (class_a, class_b)
         self.domains = (FASHION_MNIST_CLASSES[class_a], FASHION_MNIST_CLASSES[class_b])
         self.len_a, self.len_b = len(self.indices_a), len(self.indices_b)
-        self.split = split
-        self.image_size = (crop_size, crop_size)
-        self.channels = channels
-        self.flip = bool(flip and augment)
-
-    @property
-    def source_files(self) -> list[Path]:
-        return self.images.source_files
+        self.channels = self.images.channels
 
     def _draw(self, count: int) -> list[Any]:
         if not self.flip:
@@ -189,28 +173,20 @@ def fashion_class_index(name_or_index: str | int) -> int:
 class UnpairedFolder(UnpairedDataset):
     """CycleGAN's layout: ``root/<split>A/*`` and ``root/<split>B/*`` (``trainA``, ``testB``, ...).
 
-    Each image is preprocessed on its own (:class:`~gauguin.data.semantic.Preprocessing`:
-    ``preprocess``, ``load_size``, ``crop_size``, ``aspect_ratio``, ``flip``), so the files may
-    have any sizes (all one size under ``preprocess='none'``). RGB: ``channels = 3``. The
-    ``domains`` are named after a root like ``horse2zebra`` ("horse", "zebra"), else "A", "B".
+    Each image is preprocessed on its own by ``prep`` (default CycleGAN's: resize to 286, random
+    256 crop, random flip), so the files may have any sizes (all one size under ``mode='none'``).
+    RGB: ``channels = 3``. The ``domains`` are named after a root like ``horse2zebra`` ("horse",
+    "zebra"), else "A", "B".
     """
 
     channels = 3
+    defaults = PHOTO_DEFAULTS
+    ignores = {"channels": "its images are RGB, 3 channels"}
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        crop_size: int = 256,
-        load_size: int = 286,
-        preprocess: str = "resize_and_crop",
-        flip: bool = True,
-        augment: bool = True,
-        aspect_ratio: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.preprocessing = Preprocessing(preprocess, crop_size, load_size, aspect_ratio, flip)
-        self.augment = bool(augment)
+    def __init__(self, root: str | Path, split: str = "train", prep: Preprocessing = NO_PREPROCESSING) -> None:
+        self.prep = prep.over(self.defaults)
+        self.resizer = Resizer.of(self.prep)
+        self.augment = bool(self.prep.augment)
         self.split = split
         self.root = require_folder(
             Path(root).expanduser(), "unpaired image folder",
@@ -220,10 +196,7 @@ class UnpairedFolder(UnpairedDataset):
         self.len_a, self.len_b = len(self.files[0]), len(self.files[1])
         name_a, two, name_b = self.root.name.partition("2")
         self.domains = (name_a, name_b) if two and name_a and name_b else ("A", "B")
-        if self.preprocessing.mode == "none":
-            self.image_size = stored_size(self.files[0][0])
-        else:
-            self.image_size = self.preprocessing.crop_hw
+        self.image_size = self.resizer.output_size(self.files[0][0])
 
     def _domain_files(self, key: str) -> list[Path]:
         folder = self.root / f"{self.split}{key}"
@@ -254,26 +227,12 @@ class UnpairedFolder(UnpairedDataset):
 
     def _decode(self, path: Path, draw: tuple[float, float, float] | None) -> np.ndarray:
         image = read_rgb_image(path)
-        check_fixed_size(self.preprocessing, self.image_size, image.size, f"image {path}")
-        return apply_to_image(image, self.preprocessing.plan(image.width, image.height, draw))
+        self.resizer.check_size(self.image_size, image.size, f"image {path}")
+        return apply_to_image(image, self.resizer.plan(image.width, image.height, draw))
 
     def __repr__(self) -> str:
         return (
             f"UnpairedFolder(root='{self.root}', split={self.split!r}, len_a={self.len_a}, "
-            f"len_b={self.len_b}, image_size={self.image_size}, preprocess={self.preprocessing.mode!r}, "
+            f"len_b={self.len_b}, image_size={self.image_size}, preprocess={self.resizer.mode!r}, "
             f"augment={self.augment})"
         )
-
-
-# ---------------------------------------------------------------------------- by name (spec)
-UNPAIRED_DATASETS: dict[str, str] = {
-    "fashion-mnist": "gauguin.data.unpaired:FashionMNISTDomains",
-    "folder": "gauguin.data.unpaired:UnpairedFolder",
-}
-ROOTLESS_KINDS: set[str] = {"fashion-mnist"}
-
-
-def build_unpaired_dataset(spec: str, split: str = "train", **kwargs: Any) -> UnpairedDataset:
-    """The CycleGAN dataset named by ``spec``: ``"fashion-mnist"`` (``domain_a``, ``domain_b``
-    in ``kwargs``) or ``"folder:PATH"``; ``kwargs`` go to its constructor."""
-    return build_from_spec(spec, split, kwargs, UNPAIRED_DATASETS, ROOTLESS_KINDS, "unpaired")

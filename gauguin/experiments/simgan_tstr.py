@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..data.fashion_mnist import FashionMNIST
+from ..data.preprocessing import Preprocessing
 from ..data.silhouettes import FOREGROUND_THRESHOLD
 from ..data.simulated import FashionMNISTSimulated
 from ..metrics.classifier import classifier_accuracy, fit_classifier
@@ -90,10 +91,10 @@ def simgan_tstr(checkpoint: str | Path | None = None, out_dir: str | Path = "run
     count = min(images or len(data), len(data))
     synthetic, labels = data.synthetic_batch(torch.arange(count))
     refined = torch.cat([loaded.translate_images(synthetic[i : i + 500]) for i in range(0, count, 500)])
-    real_train = FashionMNIST("train", root=cfg.data_root or None, image_size=cfg.image_size, channels=cfg.channels)
+    prep = Preprocessing(crop_size=cfg.image_size, channels=cfg.channels)
+    real_train = FashionMNIST("train", prep, root=cfg.data_root or None)
     real_images, real_labels = real_train.get_batch(torch.arange(len(data), len(data) + count))  # the real half
-    test_images, test_labels = FashionMNIST("test", root=cfg.data_root or None, image_size=cfg.image_size,
-                                            channels=cfg.channels).get_batch(torch.arange(10_000))
+    test_images, test_labels = FashionMNIST("test", prep, root=cfg.data_root or None).get_batch(torch.arange(10_000))
 
     accuracy = {}
     for name, images, targets in (("synthetic", synthetic, labels), ("refined", refined, labels),

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data import FashionMNIST, ImageFolder
-from ..data.semantic import SEMANTIC_DATASETS, build_semantic_dataset
+from ..data import KINDS, FashionMNIST, ImageFolder, Preprocessing, build
 from ..fileio import file_sha256
+from ..models.inference import draw_inputs
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
-SEMANTIC_KINDS = set(SEMANTIC_DATASETS) - {"fashion-mnist", "folder"}  # "folder:" stays a plain image folder
+SEMANTIC_KINDS = set(KINDS["label_maps"]) - {"fashion-mnist", "folder"}  # "folder:" stays a plain image folder
 
 
 @dataclass
@@ -61,7 +61,7 @@ def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
         data = FashionMNIST(split)
         return _from_dataset(data, f"fashion-mnist:{split}", n, seed)
     if kind.lower().replace("_", "-") in SEMANTIC_KINDS:
-        data = build_semantic_dataset(spec, "val", augment=False)
+        data = build(spec, "val", Preprocessing(augment=False), task="label_maps")
         return _from_dataset(data, f"{spec}:val", n, seed)
     path = Path(rest if kind == "folder" else spec)
     if not path.exists():
@@ -69,7 +69,7 @@ def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
     if kind != "folder" and ((path / "meta.json").is_file() or (path / "checkpoints").is_dir()):
         return _from_checkpoint(path, n or 10_000, seed)
     size, channels = _native_format(path)
-    return _from_dataset(ImageFolder(path, image_size=size, channels=channels), f"folder:{path}", n, seed)
+    return _from_dataset(ImageFolder(path, Preprocessing(crop_size=size, channels=channels)), f"folder:{path}", n, seed)
 
 
 def _from_dataset(data, name: str, n: int | None, seed: int) -> ImageSet:
@@ -77,7 +77,7 @@ def _from_dataset(data, name: str, n: int | None, seed: int) -> ImageSet:
     batch = data.get_batch(idx)
     images, labels = (batch["image"], batch.get("label")) if isinstance(batch, dict) else batch
     extra = f"{name}|{len(idx)}|{seed}|{tuple(images.shape[1:])}"
-    has_labels = getattr(data, "num_classes", 1) > 1
+    has_labels = data.num_classes > 1
     return ImageSet(images, labels if has_labels else None, name, fingerprint_files(data.source_files, extra))
 
 
@@ -87,7 +87,7 @@ def _from_checkpoint(path: Path, n: int, seed: int) -> ImageSet:
     loaded = load_generator(path)
     if loaded.data.num_labels:
         return _from_semantic_checkpoint(loaded, path, n, seed)
-    if loaded.family.conditional:  # balanced classes: n/K of each
+    if loaded.spec.main.input("class") is not None:  # balanced classes: n/K of each
         labels = torch.arange(n) % loaded.meta["num_classes"]
         images = torch.cat([loaded.sample(int((labels == k).sum()), seed=seed + k, label=k)
                             for k in range(loaded.meta["num_classes"])])
@@ -109,10 +109,10 @@ def _from_semantic_checkpoint(loaded, path: Path, n: int, seed: int) -> ImageSet
     images, label_maps = [], []
     for first in range(0, len(idx), 64):
         batch = data.get_batch(idx[first : first + 64])
-        inputs = loaded.family.inputs_like(batch, torch.Generator().manual_seed(seed + first))
+        inputs = draw_inputs(loaded.spec.main, len(batch["label_map"]), torch.Generator().manual_seed(seed + first),
+                             batch)
         with torch.no_grad():
-            images.append(loaded.family.generate(loaded.generator, {k: v.to(loaded.device) for k, v in inputs.items()})
-                          .float().cpu())
+            images.append(loaded.run(loaded.spec.main, inputs))
         label_maps.append(batch["label_map"])
     images = torch.cat(images)
     if not torch.isfinite(images).all():

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..data.protocol import Dataset
+from .inference import InferenceSpec
 
 Batch = dict[str, torch.Tensor]  # "image" in [-1, 1]; "label" (classes) or "label_map" / "instance" (semantic)
 Logs = dict[str, float]
@@ -31,17 +33,15 @@ class DataInfo:
     palette: dict[str, list[int]] | None = None  # label id -> RGB, for colour-coded label files
 
     @classmethod
-    def of(cls, dataset) -> "DataInfo":
-        size = getattr(dataset, "image_size", 0)
-        return cls(num_classes=getattr(dataset, "num_classes", 1), classes=list(getattr(dataset, "classes", [])),
-                   num_labels=getattr(dataset, "num_labels", 0), label_names=list(getattr(dataset, "label_names", [])),
-                   dont_care_index=getattr(dataset, "dont_care_index", None),
-                   has_instances=getattr(dataset, "has_instances", False),
+    def of(cls, dataset: Dataset) -> "DataInfo":
+        size = dataset.image_size
+        return cls(num_classes=dataset.num_classes, classes=list(dataset.classes), num_labels=dataset.num_labels,
+                   label_names=list(dataset.label_names), dont_care_index=dataset.dont_care_index,
+                   has_instances=dataset.has_instances,
                    image_size=tuple(size) if isinstance(size, (tuple, list)) else (size, size),
-                   channels=getattr(dataset, "channels", 0),
-                   input_channels=getattr(dataset, "input_channels", 0),
-                   raw_to_index=list(getattr(dataset, "raw_to_index", [])),
-                   palette={str(k): list(v) for k, v in (getattr(dataset, "palette", None) or {}).items()} or None)
+                   channels=dataset.channels, input_channels=dataset.input_channels,
+                   raw_to_index=list(dataset.raw_to_index),
+                   palette={str(k): list(v) for k, v in (dataset.palette or {}).items()} or None)
 
     @classmethod
     def from_meta(cls, meta: dict) -> "DataInfo":
@@ -55,25 +55,40 @@ class DataInfo:
         return {**dataclasses.asdict(self), "image_size": list(self.image_size)}
 
 
-def grid_rows(*rows: torch.Tensor) -> torch.Tensor:
-    """Rows of a sample grid stacked into one batch of RGB images (grey rows repeated to 3 channels)."""
-    return torch.cat([r.expand(-1, 3, -1, -1) if r.shape[1] == 1 else r for r in rows])
+# a config field -> (the Preprocessing field or data option it sets, its value there; None = not set)
+DATA_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "image_size": ("crop_size", lambda v: v),
+    "load_size": ("load_size", lambda v: v or None),
+    "aspect_ratio": ("aspect_ratio", lambda v: v),
+    "preprocess": ("mode", lambda v: None if v == "auto" else v),
+    "flip": ("flip", lambda v: v),
+    "channels": ("channels", lambda v: v),
+    "use_instances": ("use_instances", lambda v: None if v == "auto" else v == "yes"),
+    "label_palette": ("palette", lambda v: v or None),
+    "num_labels": ("num_labels", lambda v: v or None),
+    "direction": ("direction", lambda v: v),
+    "domain_a": ("domain_a", lambda v: v),
+    "domain_b": ("domain_b", lambda v: v),
+}
 
 
-def dataset_options(cfg: TrainConfig, split: str, **fashion_options: Any) -> dict[str, Any]:
-    """Constructor options of an image-to-image dataset named by ``cfg.dataset``: crop size; for the
-    Fashion-MNIST defaults their ``fashion_options``, channels and root; for folders augmentation on
-    the training split only and ``load_size``."""
-    options: dict[str, Any] = {"crop_size": cfg.image_size}
-    if cfg.data_root:  # the Fashion-MNIST folder; any other spec names its own and refuses it
-        options["root"] = cfg.data_root
-    if cfg.dataset.startswith("fashion"):
-        options.update(channels=cfg.channels, **fashion_options)
-    else:
-        options["augment"] = split == "train"
-        if getattr(cfg, "load_size", 0):
-            options["load_size"] = cfg.load_size
-    return options
+def build_data(cfg: TrainConfig, task: str, split: str, augment: bool | None = None):
+    """The dataset ``cfg.dataset`` (``KIND[:PATH]``) names for ``task`` (:func:`gauguin.data.build`), with
+    the config's preprocessing and data options: each one the data uses, and each one changed from the
+    family's default that it does not use (so that the data refuses it: a key that does nothing is an
+    error, not ignored)."""
+    from ..data import Preprocessing, accepts, build
+
+    uses = accepts(cfg.dataset, task)
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    prep_fields = {f.name for f in dataclasses.fields(Preprocessing)}
+    prep, options = {"augment": augment}, {}
+    for key, (name, convert) in DATA_KEYS.items():
+        if not hasattr(cfg, key) or (value := convert(getattr(cfg, key))) is None:
+            continue
+        if name in uses or getattr(cfg, key) != defaults[key]:
+            (prep if name in prep_fields else options)[name] = value
+    return build(cfg.dataset, split, Preprocessing(**prep), task=task, root=cfg.data_root, **options)
 
 
 @dataclasses.dataclass
@@ -91,12 +106,36 @@ class Pix2PixSchedule(TrainConfig):
     ema_decay: float = 0.0
 
 
-class GANFamily:
-    """A family owns its networks and losses; the loop owns everything else.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What iteration ``step`` does (in the spirit of stylegan2-ada's training phases): D and G
+    updates, the global batch size, and whether the iteration ends a phase (then the loop writes a
+    sample grid and evaluates, besides its regular ``sample_every`` / ``eval_every``)."""
 
-    Each iteration the loop calls ``d_loss`` and then ``g_loss`` as often as :meth:`updates` says, inside
-    autocast; it does the backward passes, gradient averaging, optimizer steps, EMA,
-    logging and checkpoints. In ``g_loss`` the discriminator's parameters are frozen.
+    d_updates: int
+    g_updates: int
+    batch_size: int
+    ends_phase: bool = False
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+class GANFamily:
+    """A family owns its networks, its losses and its schedule; the loop owns everything else.
+
+    The hooks (eight): :meth:`build_dataset`, :meth:`plan`, :meth:`fakes`, :meth:`d_loss`,
+    :meth:`g_loss`, :attr:`inference`, :meth:`training_state`, :meth:`fit_sampling`.
+
+    Each iteration the loop does ``plan(step).d_updates`` D updates, then ``g_updates`` G updates,
+    inside autocast; it does the backward passes, gradient averaging, optimizer steps, EMA,
+    logging and checkpoints. The fakes are passed explicitly: the loop makes them with
+    :meth:`fakes` and hands them to ``d_loss`` (which detaches them) and, when one D update is
+    followed by G updates, the same ones (with their graph) to the first ``g_loss``, so G runs
+    forward once per iteration. In ``g_loss`` the discriminator's parameters are frozen.
     """
 
     name: str = ""
@@ -106,100 +145,37 @@ class GANFamily:
         self.cfg = cfg
         self.data = data
         self.num_classes = data.num_classes
-        self._kept_fakes: Any = None  # see fakes_for_d
-        self.keep_fakes = cfg.d_steps_per_g_step == 1  # set by the loop each iteration (see fakes_for_d)
-        self.conditional = False  # whether the generator takes class labels
         self.generator: nn.Module
         self.discriminator: nn.Module
 
-    # what the loop asks for
     @classmethod
     def build_dataset(cls, cfg: TrainConfig, split: str = "train"):
-        """The dataset the config names (classes of images by default; semantic families override)."""
-        from ..data import build_dataset
+        """The dataset the config names (images with class labels by default)."""
+        return build_data(cfg, "classes", split)
 
-        return build_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels, split)
+    def plan(self, step: int) -> Plan:
+        """Iteration ``step``'s updates and batch size (default: the config's, every step alike)."""
+        return Plan(self.cfg.d_steps_per_g_step, self.cfg.g_steps_per_iteration, self.cfg.batch_size)
 
-    def random_inputs(self, n: int, generator: torch.Generator | None = None, labels=None) -> dict[str, Any]:
-        """Generator inputs for ``n`` samples (noise, labels ...) on CPU."""
+    def fakes(self, G: nn.Module, batch: Batch, step: int) -> Any:
+        """The generator's output for ``batch`` (whatever the losses need of it: images, or a tuple)."""
         raise NotImplementedError
 
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        """Generator inputs conditioned like the real ``batch`` (its class mix, its label maps ...)."""
-        return self.random_inputs(len(batch["image"]), generator, batch.get("label"))
+    def d_loss(self, D: nn.Module, batch: Batch, fakes: Any, step: int) -> tuple[torch.Tensor, Logs]:
+        raise NotImplementedError
 
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        """Inputs of the fixed sample grid: one row per class for conditional families."""
-        labels = self.grid_labels(columns)
-        return self.random_inputs(len(labels) if labels is not None else 8 * columns, generator, labels)
-
-    def grid_images(self, inputs: dict[str, Any], fake: torch.Tensor) -> torch.Tensor:
-        """The images shown in the grid, ``columns`` per row (semantic families add their inputs)."""
-        return fake
-
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        return G(**inputs)
-
-    def translation_inputs(self, images: torch.Tensor, direction: str | None) -> dict[str, Any]:
-        """Image-to-image families: generator inputs translating ``images`` in ``direction``."""
-        raise ValueError(f"{self.name} does not translate images; it takes "
-                         + ("label maps (--labels)" if self.data.num_labels else "noise (gauguin sample)"))
+    def g_loss(self, G: nn.Module, D: nn.Module, batch: Batch, fakes: Any, step: int) -> tuple[torch.Tensor, Logs]:
+        raise NotImplementedError
 
     @property
-    def input_channels(self) -> int:
-        """Channels of the images ``translation_inputs`` takes."""
-        return self.data.input_channels or self.data.channels
-
-    def d_loss(self, G: nn.Module, D: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
+    def inference(self) -> InferenceSpec:
+        """What the generator takes and how each input is drawn (:mod:`gauguin.models.inference`)."""
         raise NotImplementedError
 
-    def g_loss(self, G: nn.Module, D: nn.Module, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
-        raise NotImplementedError
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        """State outside the networks that a checkpoint must keep (e.g. CycleGAN's history pools)."""
+    def training_state(self) -> dict[str, Stateful]:
+        """State outside the networks that a checkpoint keeps (e.g. CycleGAN's history pools), by name."""
         return {}
 
-    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`extra_state` returned."""
-
-    def fakes_for_d(self, make: Callable[[], Any]) -> Any:
-        """In ``d_loss``: the generator's output ``make()`` for this iteration. When the loop's next
-        update is a G update on the same batch (``keep_fakes``: one D update, then G) it is made with
-        gradients and kept for it (:meth:`fakes_for_g`), so G runs forward once per iteration (as the
-        DCGAN recipe does); else it is made without gradients."""
-        reuse = self.keep_fakes and torch.is_grad_enabled()
-        with torch.set_grad_enabled(reuse):
-            fakes = make()
-        self._kept_fakes = fakes if reuse else None
-        return fakes
-
-    def fakes_for_g(self, make: Callable[[], Any]) -> Any:
-        """In ``g_loss``: the fakes kept by :meth:`fakes_for_d`, else a new ``make()``."""
-        fakes, self._kept_fakes = self._kept_fakes, None
-        return fakes if fakes is not None else make()
-
-    def updates(self, step: int) -> tuple[int, int]:
-        """(discriminator updates, generator updates) of iteration ``step`` (SimGAN's pretraining
-        phases change them)."""
-        return self.cfg.d_steps_per_g_step, self.cfg.g_steps_per_iteration
-
-    def batch_size(self, step: int) -> int:
-        """Global batch size of iteration ``step`` (PGGAN's grows smaller with the resolution)."""
-        return self.cfg.batch_size
-
-    def milestone(self, step: int) -> bool:
-        """Whether the loop writes a sample grid and evaluates after ``step`` iterations besides its
-        regular ``sample_every`` / ``eval_every`` (PGGAN: at each stage's end)."""
-        return False
-
-    def prepare_sampling(self, G: nn.Module, dataset) -> None:
-        """Before a checkpoint is written: test-time state of ``G`` computed from the training data
+    def fit_sampling(self, G: nn.Module, dataset) -> None:
+        """Before a checkpoint is written: test-time state of ``G`` fitted to the training data
         (pix2pixHD's clusters of instance features)."""
-
-    def after_d_step(self) -> None:
-        """Hook after each D optimizer step (e.g. WGAN weight clipping)."""
-
-    def grid_labels(self, rows: int) -> torch.Tensor | None:
-        """Labels of the sample grid: one row per class for conditional families."""
-        return None

@@ -9,9 +9,8 @@ constant then linearly decayed to 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,7 +18,8 @@ from .. import losses
 from ..nn.image_pool import ImagePool
 from ..nn.patchgan import pix2pix_patchgan
 from ..nn.resnet_generator import ResnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_options
+from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, build_data
+from .inference import Graph, InferenceSpec, Input
 
 
 @dataclasses.dataclass
@@ -28,7 +28,7 @@ class CycleGANConfig(Pix2PixSchedule):
 
     positive: ClassVar[tuple[str, ...]] = ("ngf", "ndf", "n_blocks", "n_layers_d")  # must be > 0
 
-    dataset: str = "fashion-mnist"  # fashion-mnist (two classes) | folder:PATH (trainA/, trainB/)
+    # dataset: fashion-mnist (two classes) | folder:PATH (trainA/, trainB/)
     domain_a: str = "Sneaker"  # fashion-mnist: the classes that are the two domains
     domain_b: str = "Ankle boot"
     out_dir: str = "runs/cyclegan"
@@ -80,56 +80,42 @@ class CycleGAN(GANFamily):
 
     @classmethod
     def build_dataset(cls, cfg: CycleGANConfig, split: str = "train"):
-        from ..data.unpaired import build_unpaired_dataset
-
-        options = dataset_options(cfg, split, domain_a=cfg.domain_a, domain_b=cfg.domain_b)
-        return build_unpaired_dataset(cfg.dataset, split, **options)
+        return build_data(cfg, "domains", split, augment=split == "train")
 
     # ------------------------------------------------------------------ inputs
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        return {"a": batch["a"]}  # evaluated as A → B against the real B images
+    @property
+    def inference(self) -> InferenceSpec:
+        """One graph per direction (``a`` → B, ``b`` → A); sizes in multiples of 4, at least 8."""
+        c = self.data.channels
 
-    def random_inputs(self, n, generator=None, labels=None):
-        raise ValueError("cyclegan translates images: use `gauguin translate CHECKPOINT --input IMAGE "
-                         "--direction AtoB|BtoA`")
+        def direction(name: str, source: str, net: str) -> Graph:
+            return Graph(f"generator_{name}", (Input(source, "image", c),), lambda G, x: getattr(G, net)(x[source]),
+                         multiple=4, min_blocks=2, direction=name)
 
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {"a": batch["a"], "b_real": batch["b"]}
+        return InferenceSpec((direction("AtoB", "a", "ab"), direction("BtoA", "b", "ba")), (self.cfg.image_size,) * 2,
+                             c, {"domain_a": self.cfg.domain_a, "domain_b": self.cfg.domain_b})
 
-    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: real A, its translation to B, real B images."""
-        return torch.cat([inputs["a"], fake, inputs["b_real"]])
-
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        return G(a=inputs["a"]) if "a" in inputs else G(b=inputs["b"])
-
-    def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
-        return {"b": images} if direction == "BtoA" else {"a": images}
-
-    def extra_state(self) -> dict[str, Tensor]:
+    def training_state(self) -> dict[str, ImagePool]:
         """The history pools, so that a resumed run shows D the same old fakes."""
-        return {**{f"pool_a.{k}": v for k, v in self.pool_a.state_dict().items()},
-                **{f"pool_b.{k}": v for k, v in self.pool_b.state_dict().items()}}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        for name, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
-            pool.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(name + ".")})
+        return {"pool_a": self.pool_a, "pool_b": self.pool_b}
 
     # ------------------------------------------------------------------ losses
     def _d_half(self, D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         return 0.5 * self.lsgan.d_loss(D(real)[-1], D(fake)[-1])
 
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        a, b = batch["a"], batch["b"]
-        fake_b, fake_a = self.fakes_for_d(lambda: (G.ab(a), G.ba(b)))
-        loss_b = self._d_half(D.d_b, b, self.pool_b.query(fake_b.detach()))
-        loss_a = self._d_half(D.d_a, a, self.pool_a.query(fake_a.detach()))
+    def fakes(self, G, batch: Batch, step: int) -> tuple[Tensor, Tensor]:
+        """(G_AB(a), G_BA(b))."""
+        return G.ab(batch["a"]), G.ba(batch["b"])
+
+    def d_loss(self, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
+        fake_b, fake_a = fakes
+        loss_b = self._d_half(D.d_b, batch["b"], self.pool_b.query(fake_b.detach()))
+        loss_a = self._d_half(D.d_a, batch["a"], self.pool_a.query(fake_a.detach()))
         return loss_a + loss_b, {"d_a": loss_a.item(), "d_b": loss_b.item()}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+    def g_loss(self, G, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
         cfg, a, b = self.cfg, batch["a"], batch["b"]
-        fake_b, fake_a = self.fakes_for_g(lambda: (G.ab(a), G.ba(b)))
+        fake_b, fake_a = fakes
         adversarial = self.lsgan.g_loss(D.d_b(fake_b)[-1]) + self.lsgan.g_loss(D.d_a(fake_a)[-1])
         cycle = cfg.lambda_a * _l1(G.ba(fake_b), a) + cfg.lambda_b * _l1(G.ab(fake_a), b)
         loss, logs = adversarial + cycle, {"g_adv": adversarial.item(), "g_cycle": cycle.item()}

@@ -16,6 +16,7 @@ from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn import MinibatchStddev
 from .base import Batch, DataInfo, GANFamily, Logs
+from .inference import Graph, InferenceSpec, Input
 
 PENALTY_LOSSES = ("wgan-gp",)
 
@@ -152,18 +153,17 @@ class DCGAN(GANFamily):
         self.adversarial = losses.get_adversarial_loss("wgan" if cfg.loss == "wgan-gp" else cfg.loss)
         self.real_target = 1.0 - cfg.label_smoothing
 
-    def random_inputs(self, n, generator=None, labels=None):
-        inputs = {"z": torch.randn(n, self.cfg.z_dim, generator=generator)}
-        if self.conditional:
-            inputs["labels"] = labels if labels is not None else torch.randint(0, self.num_classes, (n,), generator=generator)
-        return inputs
+    @property
+    def inference(self) -> InferenceSpec:
+        inputs = (Input("z", "normal", self.cfg.z_dim),) + ((Input("labels", "class", self.num_classes),)
+                                                            if self.conditional else ())
+        return InferenceSpec((Graph("generator", inputs, lambda G, x: G(**x)),),
+                             (self.cfg.image_size,) * 2, self.cfg.channels)
 
-    def grid_labels(self, rows: int):
-        return torch.arange(self.num_classes).repeat_interleave(rows) if self.conditional else None
-
-    def _fake(self, G, real: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def fakes(self, G, batch: Batch, step: int) -> torch.Tensor:
+        real = batch["image"]
         z = torch.randn(real.shape[0], self.cfg.z_dim, device=real.device)
-        return G(z, labels if self.conditional else None)
+        return G(z, batch["label"] if self.conditional else None)
 
     def _instance_noise(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Gaussian instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017), σ annealed linearly to 0."""
@@ -179,12 +179,19 @@ class DCGAN(GANFamily):
             return both.split(real.shape[0])
         return D(real, y), D(fake, y)
 
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
-        real, labels = batch["image"], batch["label"]
-        y = labels if self.conditional else None
-        fake = self.fakes_for_d(lambda: self._fake(G, real, labels))
+    def _clip(self, D) -> None:
+        """WGAN's weight clipping (Arjovsky et al. 2017, Algorithm 1 clips after each critic update);
+        clipped before every use of D instead, which is the same: clipping is idempotent and nothing
+        reads D's weights between an update and the next use."""
+        if self.cfg.loss == "wgan":
+            losses.weight_clip_(D, self.cfg.clip_value)
+
+    def d_loss(self, D, batch: Batch, fakes: torch.Tensor, step: int) -> tuple[torch.Tensor, Logs]:
+        self._clip(D)
+        real = batch["image"]
+        y = batch["label"] if self.conditional else None
         real = self._instance_noise(real, step)
-        fake = self._instance_noise(fake.detach(), step)
+        fake = self._instance_noise(fakes.detach(), step)
         if self.cfg.r1_gamma > 0:
             real = real.detach().requires_grad_(True)
         real_logits, fake_logits = self._d_pair(D, real, fake, y)
@@ -200,11 +207,11 @@ class DCGAN(GANFamily):
             logs["r1"] = r1.item()
         return loss, logs
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[torch.Tensor, Logs]:
-        real, labels = batch["image"], batch["label"]
-        y = labels if self.conditional else None
-        fake = self.fakes_for_g(lambda: self._fake(G, real, labels))
-        fake = self._instance_noise(fake, step)
+    def g_loss(self, G, D, batch: Batch, fakes: torch.Tensor, step: int) -> tuple[torch.Tensor, Logs]:
+        self._clip(D)
+        real = batch["image"]
+        y = batch["label"] if self.conditional else None
+        fake = self._instance_noise(fakes, step)
         fake_logits, fake_features = D(fake, y, return_features=True)
         loss = self.adversarial.g_loss(fake_logits)
         logs = {"g_loss": loss.item()}
@@ -215,7 +222,3 @@ class DCGAN(GANFamily):
             loss = loss + self.cfg.feature_matching * fm
             logs["feature_matching"] = fm.item()
         return loss, logs
-
-    def after_d_step(self) -> None:
-        if self.cfg.loss == "wgan":
-            losses.weight_clip_(self.discriminator, self.cfg.clip_value)

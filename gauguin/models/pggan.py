@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError, TrainConfig
-from .base import Batch, DataInfo, GANFamily, Logs
+from .base import Batch, DataInfo, GANFamily, Logs, Plan
+from .inference import Graph, InferenceSpec, Input
 from .pggan_nets import PGDiscriminator, PGGenerator, num_stages
 
 
@@ -128,21 +129,14 @@ class PGGAN(GANFamily):
                                              cfg.mbstd_group_size)
         self.schedule = GrowthSchedule.of(cfg)
         self._stage_ends = self.schedule.stage_ends()
-        self.images_shown = 0
 
     # ------------------------------------------------------------------ schedule
-    def batch_size(self, step: int) -> int:
-        return self.schedule.batch_sizes[self.schedule.at(step)[0] - 1]
-
-    def milestone(self, step: int) -> bool:
-        """The end of each stage: the loop writes a sample grid and evaluates (the paper's metrics)."""
-        return step in self._stage_ends
-
-    def _grow(self, G: nn.Module, D: nn.Module, step: int) -> tuple[int, float]:
-        stage, alpha, self.images_shown = self.schedule.at(step)
-        G.set_growth(stage, alpha)
-        D.set_growth(stage, alpha)
-        return stage, alpha
+    def plan(self, step: int) -> Plan:
+        """The stage's batch size; the end of each stage ends a phase (a sample grid and an evaluation,
+        the paper's metrics)."""
+        stage = self.schedule.at(step)[0]
+        return Plan(self.cfg.d_steps_per_g_step, self.cfg.g_steps_per_iteration, self.schedule.batch_sizes[stage - 1],
+                    ends_phase=step + 1 in self._stage_ends)
 
     def real_at(self, images: Tensor, stage: int, alpha: float) -> Tensor:
         """Real images at the stage's resolution (2x2 average pooling), faded during a fade-in
@@ -155,44 +149,40 @@ class PGGAN(GANFamily):
         return real
 
     # ------------------------------------------------------------------ inputs
-    def random_inputs(self, n: int, generator: torch.Generator | None = None, labels=None) -> dict[str, Any]:
-        return {"z": torch.randn(n, self.cfg.z_dim, generator=generator)}
+    @property
+    def inference(self) -> InferenceSpec:
+        """z → images at G's current stage, upsampled (nearest) to ``image_size`` so every stage's
+        samples compare at one size, clipped to [-1, 1] (G's output is linear)."""
+        def run(G: nn.Module, inputs: dict[str, Tensor]) -> Tensor:
+            images = G(inputs["z"]).clamp(-1, 1)
+            if images.shape[-1] != self.cfg.image_size:
+                images = F.interpolate(images, size=self.cfg.image_size, mode="nearest")
+            return images
 
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        """Images at G's current stage, upsampled (nearest) to ``image_size`` so every stage's samples
-        compare at one size, clipped to [-1, 1] (G's output is linear)."""
-        images = G(inputs["z"]).clamp(-1, 1)
-        if images.shape[-1] != self.cfg.image_size:
-            images = F.interpolate(images, size=self.cfg.image_size, mode="nearest")
-        return images
+        stage, alpha = self.generator.growth()
+        return InferenceSpec((Graph("generator", (Input("z", "normal", self.cfg.z_dim),), run),),
+                             (self.cfg.image_size,) * 2, self.data.channels or self.cfg.channels,
+                             {"stage": stage, "alpha": alpha})
 
     # ------------------------------------------------------------------ losses
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        stage, alpha = self._grow(G, D, step)
+    def fakes(self, G, batch: Batch, step: int) -> Tensor:
+        """G's images at the stage and α of iteration ``step`` (both networks set to them)."""
+        stage, alpha, _ = self.schedule.at(step)
+        G.set_growth(stage, alpha)
+        self.discriminator.set_growth(stage, alpha)
+        return G(torch.randn(len(batch["image"]), self.cfg.z_dim, device=batch["image"].device))
+
+    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        stage, alpha, _ = self.schedule.at(step)
         real = self.real_at(batch["image"], stage, alpha)
-        z = torch.randn(len(real), self.cfg.z_dim, device=real.device)
-        fake = self.fakes_for_d(lambda: G(z))
-        real_scores, fake_scores = D(real), D(fake.detach())
+        real_scores, fake_scores = D(real), D(fakes.detach())
         wasserstein = fake_scores.float().mean() - real_scores.float().mean()
-        penalty = losses.gradient_penalty(D, real, fake)
+        penalty = losses.gradient_penalty(D, real, fakes)
         drift = losses.drift_penalty(real_scores)
         loss = wasserstein + self.cfg.lambda_gp * penalty + self.cfg.drift * drift
         return loss, {"d_loss": loss.item(), "wasserstein": -wasserstein.item(), "gp": penalty.item(),
                       "stage": float(stage), "alpha": alpha}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        self._grow(G, D, step)
-        z = torch.randn(len(batch["image"]), self.cfg.z_dim, device=batch["image"].device)
-        fake = self.fakes_for_g(lambda: G(z))
-        loss = -D(fake).float().mean()
+    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        loss = -D(fakes).float().mean()
         return loss, {"g_loss": loss.item()}
-
-    def extra_state(self) -> dict[str, Tensor]:
-        """Where growth stands (also implied by the step; kept for inspection)."""
-        stage, alpha = self.generator.growth()
-        return {"stage": torch.tensor(stage), "alpha": torch.tensor(alpha),
-                "images_shown": torch.tensor(self.images_shown, dtype=torch.int64)}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        if "images_shown" in state:
-            self.images_shown = int(state["images_shown"])

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn.labels import is_exporting
 from ..nn.layers import EqualizedConv2d, EqualizedLinear, MinibatchStddev, PixelNorm
 
 
@@ -45,6 +46,7 @@ class GrowingNetwork(nn.Module):
         self.num_stages = num_stages(resolution)
         self.register_buffer("stage", torch.tensor(1, dtype=torch.long))
         self.register_buffer("alpha", torch.tensor(1.0))
+        self._growth = (1, 1.0)  # the buffers' values as Python numbers, for traces (see growth)
 
     def set_growth(self, stage: int, alpha: float) -> None:
         if not 1 <= stage <= self.num_stages or not 0.0 <= alpha <= 1.0:
@@ -53,7 +55,15 @@ class GrowingNetwork(nn.Module):
         self.alpha.fill_(alpha if stage > 1 else 1.0)
 
     def growth(self) -> tuple[int, float]:
-        return int(self.stage), float(self.alpha)
+        """(stage, α). While torch.export traces, the values last read (a trace cannot read buffer
+        values into Python; growth is fixed at inference anyway): ``eval()`` / ``train()`` read them."""
+        if not is_exporting():
+            self._growth = int(self.stage), float(self.alpha)
+        return self._growth
+
+    def train(self, mode: bool = True):
+        self.growth()
+        return super().train(mode)
 
 
 class PGGenerator(GrowingNetwork):

@@ -13,30 +13,29 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import losses
 from ..config import ConfigError
 from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
 from ..nn.unet import UnetGenerator
-from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, dataset_options
-from .semantic import build_label_map_dataset, input_real_fake_rows, one_hot_input
+from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, build_data
+from .inference import Graph, InferenceSpec, Input
+from .semantic import LabelMapData, label_map_inputs, one_hot_input
 
 
 @dataclasses.dataclass
-class Pix2PixConfig(Pix2PixSchedule):
+class Pix2PixConfig(Pix2PixSchedule, LabelMapData):
     """The paper's defaults; the data default to Fashion-MNIST edges → clothing at 32 px."""
 
     positive: ClassVar[tuple[str, ...]] = ("ngf", "ndf", "n_layers_d")  # must be > 0
 
     # input=image: fashion-mnist (edges -> clothing) | folder:PATH (A|B files or A/ B/ folders);
     # input=labels: fashion-mnist (silhouettes) | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
-    dataset: str = "fashion-mnist"
     input: Literal["image", "labels"] = "image"  # what G translates: images, or label maps one-hot
     out_dir: str = "runs/pix2pix"
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     image_size: int = 32  # crop size (the paper: 256)
-    load_size: int = 0  # folders: resize before cropping (0 = the dataset's default)
     ngf: int = 64
     ndf: int = 64
     norm: Literal["batch", "instance"] = "batch"
@@ -75,59 +74,39 @@ class Pix2Pix(GANFamily):
 
     @classmethod
     def build_dataset(cls, cfg: Pix2PixConfig, split: str = "train"):
-        from ..data.paired import build_paired_dataset
-
-        if cfg.input == "labels":
-            return build_label_map_dataset(cfg.dataset, split, crop_size=cfg.image_size, augment=split == "train",
-                                           channels=cfg.channels, data_root=cfg.data_root, load_size=cfg.load_size)
-        options = dataset_options(cfg, split)
-        return build_paired_dataset(cfg.dataset, split, direction=cfg.direction, **options)
+        return build_data(cfg, "label_maps" if cfg.input == "labels" else "pairs", split, augment=split == "train")
 
     # ------------------------------------------------------------------ inputs
     def source(self, batch: dict[str, Any]) -> Tensor:
         """G's input: the input image, or the one-hot label map (+ instance edges)."""
         return one_hot_input(batch, self.data.num_labels, self.use_instances) if self.labels else batch["input"]
 
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        keys = ("label_map", "instance") if self.labels else ("input",)
-        return {k: batch[k] for k in keys if k in batch}
-
-    def random_inputs(self, n, generator=None, labels=None):
-        flag = "--labels LABELS.png" if self.labels else "--input IMAGE"
-        raise ValueError(f"pix2pix translates its inputs: use `gauguin translate CHECKPOINT {flag}`")
-
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {**self.inputs_like(batch), "real": batch["image"]}
-
-    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: inputs (label maps in colour), real targets, outputs."""
-        return input_real_fake_rows(inputs, fake, self.data.num_labels)
-
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        return G(self.source(inputs))
-
-    def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
+    @property
+    def inference(self) -> InferenceSpec:
+        """One U-Net graph on the input image (or label ids); sizes in multiples of 2^depth."""
         if self.labels:
-            return super().translation_inputs(images, direction)  # the error naming --labels
-        if direction not in (None, self.cfg.direction):
-            raise ValueError(f"this pix2pix model translates {self.cfg.direction} only; retrain with "
-                             f"direction={direction} for the other way")
-        return {"input": images}
+            inputs = label_map_inputs(self.data.num_labels, self.use_instances)
+        else:
+            inputs = (Input("input", "image", self.data.input_channels or self.data.channels),)
+        graph = Graph("generator", inputs, lambda G, x: G(self.source(x)), multiple=2**self.generator.depth,
+                      direction=None if self.labels else self.cfg.direction)
+        return InferenceSpec((graph,), (self.cfg.image_size,) * 2, self.data.channels,
+                             {"input": self.cfg.input, "direction": self.cfg.direction})
 
     # ------------------------------------------------------------------ losses
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+    def fakes(self, G, batch: Batch, step: int) -> Tensor:
+        return G(self.source(batch))
+
+    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
         source, real = self.source(batch), batch["image"]
-        fake = self.fakes_for_d(lambda: G(source))
         real_logits = D(torch.cat([source, real], 1))[-1]  # D returns its layers' outputs, the last is the map
-        fake_logits = D(torch.cat([source, fake.detach()], 1))[-1]
+        fake_logits = D(torch.cat([source, fakes.detach()], 1))[-1]
         loss = 0.5 * self.adversarial.d_loss(real_logits, fake_logits)  # halved: D learns slower than G (§3.3)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
         source, real = self.source(batch), batch["image"]
-        fake = self.fakes_for_g(lambda: G(source))
-        adversarial = self.adversarial.g_loss(D(torch.cat([source, fake], 1))[-1])
-        l1 = F.l1_loss(fake.float(), real.float())
+        adversarial = self.adversarial.g_loss(D(torch.cat([source, fakes], 1))[-1])
+        l1 = F.l1_loss(fakes.float(), real.float())
         loss = adversarial + self.cfg.lambda_l1 * l1
         return loss, {"g_adv": adversarial.item(), "g_l1": l1.item(), "g_loss": loss.item()}

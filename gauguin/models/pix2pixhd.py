@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError
-from ..nn.labels import is_exporting, semantic_input
-from .base import Batch, DataInfo, Logs
+from .base import Batch, DataInfo, Logs, Pix2PixSchedule
+from .inference import Input
 from .pix2pixhd_nets import InstanceFeatureEncoder, build_pix2pixhd_networks, instance_means
 from .semantic import SemanticConfig, SemanticFamily, paired_input
 
@@ -29,21 +29,13 @@ FEATURE_CHANNELS = 3  # the paper's instance feature width
 
 
 @dataclasses.dataclass
-class Pix2PixHDConfig(SemanticConfig):
+class Pix2PixHDConfig(Pix2PixSchedule, SemanticConfig):
     """The paper's networks, losses and schedule; the data default to Fashion-MNIST silhouettes at 32 px."""
 
     positive: ClassVar[tuple[str, ...]] = (  # must be > 0
         "ngf", "ndf", "n_blocks", "n_blocks_local", "num_d", "n_layers_d", "nef", "feature_clusters", "cluster_images")
 
     out_dir: str = "runs/pix2pixhd"
-    # the schedule of base.Pix2PixSchedule, restated: a dataclass cannot take overridden defaults from two bases
-    batch_size: int = 1
-    steps: int = 20000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    lr_decay_start: float = 0.5
-    ema_decay: float = 0.0
     ngf: int = 64
     ndf: int = 64
     n_blocks: int = 9  # residual blocks of the global generator
@@ -109,18 +101,19 @@ class Pix2PixHD(SemanticFamily):
             return None
         return G.encoder(image, batch.get("instance", batch["label_map"]))
 
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        """The label maps, and with the encoder one uniform draw per (image, label) that picks the
-        feature centre of that label (:meth:`generate`)."""
-        inputs = super().inputs_like(batch, generator)
-        if self.cfg.use_features:
-            inputs["feature_draw"] = torch.rand(len(batch["label_map"]), self.data.num_labels, generator=generator)
-        return inputs
+    @property
+    def inference(self):
+        """The generator on label ids and, with the encoder, one uniform draw per (image, label) that
+        picks the feature centre of that label (:func:`sampled_features`); sizes in multiples of its
+        downsampling factor, at least two."""
+        drawn = (Input("feature_draw", "uniform", self.data.num_labels),) if self.cfg.use_features else ()
+        return self.spec(drawn, multiple=self.generator.generator.size_factor, min_blocks=2,
+                         takes_style=self.cfg.use_features, use_features=self.cfg.use_features,
+                         feature_clusters=self.cfg.feature_clusters)
 
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
+    def generate(self, G: nn.Module, segmap: Tensor, inputs: dict[str, Any]) -> Tensor:
         """Images from label maps; with the encoder, instance features of the ``style`` image, else the
         feature centres picked by ``feature_draw`` (zero where a label has no centre, or no draw)."""
-        segmap = semantic_input(inputs, self.data.num_labels, self.use_instances)
         features = None
         if G.encoder is not None:
             style = inputs.get("style")
@@ -131,7 +124,7 @@ class Pix2PixHD(SemanticFamily):
         return G(segmap, features)
 
     @torch.no_grad()
-    def prepare_sampling(self, G: nn.Module, dataset) -> None:
+    def fit_sampling(self, G: nn.Module, dataset) -> None:
         """k-means (k = ``feature_clusters``) of E's instance features of the first ``cluster_images``
         training images, per label, into G's ``feature_centers`` (the paper clusters the whole set)."""
         if G.encoder is None:
@@ -159,24 +152,23 @@ class Pix2PixHD(SemanticFamily):
             G.feature_center_counts[label] = len(centers)
 
     # ------------------------------------------------------------------ losses
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
+    def fakes(self, G, batch: Batch, step: int) -> Tensor:
         if self.cfg.n_local_enhancers:
             G.generator.freeze_global(step < self.cfg.fix_global_steps)  # coarse-to-fine (§3.1)
-        real = batch["image"]
-        segmap = self.semantic(batch)
-        fake = self.fakes_for_d(lambda: G(segmap, self._features(G, real, batch)))
-        outputs = D(paired_input(segmap, fake.detach(), real))  # instance norm keeps the halves apart
-        loss = 0.0
+        return G(self.semantic(batch), self._features(G, batch["image"], batch))
+
+    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        outputs = D(paired_input(self.semantic(batch), fakes.detach(), batch["image"]))  # instance norm keeps
+        loss = 0.0  # the halves apart
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
             loss = loss + 0.5 * self.lsgan.d_loss(real_pred, fake_pred)
         loss = loss / len(outputs)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        real = batch["image"]
+    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        real, fake = batch["image"], fakes
         segmap = self.semantic(batch)
-        fake = self.fakes_for_g(lambda: G(segmap, self._features(G, real, batch)))
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.lsgan.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}
@@ -191,8 +183,7 @@ def sampled_features(G: Pix2PixHDModel, label_map: Tensor, draw: Tensor | None) 
     """Feature maps [B, C, H, W] whose pixels of label l hold centre ⌊draw[b, l] · count_l⌋ of l."""
     b, (h, w) = label_map.shape[0], label_map.shape[-2:]  # shape[0], not len(): a traced batch stays dynamic
     channels = G.feature_centers.shape[-1]
-    if draw is None or (not is_exporting() and not bool(G.feature_center_counts.any())):  # no data-dependent
-        # shortcut while exporting
+    if draw is None:
         return G.feature_centers.new_zeros(b, channels, h, w)
     counts = G.feature_center_counts
     index = (draw.to(counts.device) * counts).long().clamp(max=(counts - 1).clamp(min=0))  # [B, labels]

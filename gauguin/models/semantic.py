@@ -6,24 +6,25 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError, TrainConfig
-from ..nn.labels import colorize_labels, semantic_input
+from ..nn.labels import semantic_input
 from ..nn.vgg import VGGLoss, load_vgg19
-from .base import Batch, DataInfo, GANFamily, grid_rows
+from .base import DataInfo, GANFamily, build_data
+from .inference import Graph, InferenceSpec, Input
 
 
 @dataclasses.dataclass
-class SemanticConfig(TrainConfig):
-    """Data options of label-map datasets (``gauguin.data.semantic``)."""
+class LabelMapData(TrainConfig):
+    """Data options of label-map datasets (``dataset``: fashion-mnist | coco-stuff:PATH |
+    cityscapes:PATH | ade20k:PATH | folder:PATH); ``image_size`` is the crop width. An option the
+    chosen data does nothing with, changed from its default, is refused (:func:`~.base.build_data`)."""
 
     positive: ClassVar[tuple[str, ...]] = ("aspect_ratio",)  # must be > 0
 
-    dataset: str = "fashion-mnist"  # fashion-mnist | coco-stuff:PATH | cityscapes:PATH | ade20k:PATH | folder:PATH
     split: str = "train"  # the split trained on (train, val; fashion-mnist: train, test)
-    image_size: int = 32  # crop width (crop_size)
     load_size: int = 0  # resize before cropping (0 = the dataset's default)
     aspect_ratio: float = 1.0  # width / height (Cityscapes 2.0)
     preprocess: Literal["auto", "resize_and_crop", "scale_width_and_crop", "fixed", "none"] = "auto"
@@ -31,7 +32,12 @@ class SemanticConfig(TrainConfig):
     use_instances: Literal["auto", "yes", "no"] = "auto"  # instance boundary channel when the data has instances
     label_palette: str = ""  # folder datasets with RGB label PNGs: a palette file, or "infer"
     num_labels: int = 0  # folder datasets: label count (0 = infer from the files)
-    # the losses SPADE and pix2pixHD share
+
+
+@dataclasses.dataclass
+class SemanticConfig(LabelMapData):
+    """The data options, and the losses SPADE and pix2pixHD share."""
+
     lambda_feat: float = 10.0  # discriminator feature matching
     lambda_vgg: float = 10.0  # VGG19 perceptual loss, used only with vgg_weights
     vgg_weights: str = ""  # torchvision VGG19 weights (.pth or .safetensors); none can be downloaded here
@@ -50,22 +56,26 @@ class SemanticFamily(GANFamily):
     @classmethod
     def build_dataset(cls, cfg: SemanticConfig, split: str | None = None):
         split = split or cfg.split
-        return build_label_map_dataset(
-            cfg.dataset, split, crop_size=cfg.image_size, augment=split == cfg.split, flip=cfg.flip,
-            channels=cfg.channels, data_root=cfg.data_root, aspect_ratio=cfg.aspect_ratio, load_size=cfg.load_size,
-            preprocess=cfg.preprocess, use_instances=cfg.use_instances, label_palette=cfg.label_palette,
-            num_labels=cfg.num_labels)
+        return build_data(cfg, "label_maps", split, augment=split == cfg.split)
 
     def semantic(self, batch: dict[str, Tensor]) -> Tensor:
         """One-hot label map (+ instance edges) in the autocast dtype, in the images' memory layout."""
         return one_hot_input(batch, self.data.num_labels, self.use_instances)
 
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        return {k: batch[k] for k in ("label_map", "instance") if k in batch}
+    def spec(self, drawn: tuple[Input, ...], *extra: Graph, multiple: int = 0, min_blocks: int = 1,
+             takes_style: bool = False, **settings: Any) -> InferenceSpec:
+        """The spec of a label-map generator: ids (+ instance ids) and the ``drawn`` style inputs."""
+        def run(G: nn.Module, inputs: dict[str, Tensor]) -> Tensor:
+            return self.generate(G, semantic_input(inputs, self.data.num_labels, self.use_instances), inputs)
 
-    def random_inputs(self, n, generator=None, labels=None):
-        raise ValueError(f"{self.name} generates images from label maps, not from noise alone: use "
-                         "`gauguin translate CHECKPOINT --labels LABEL.png` (LoadedGenerator.translate)")
+        inputs = label_map_inputs(self.data.num_labels, self.use_instances) + drawn
+        graph = Graph("generator", inputs, run, multiple=multiple, min_blocks=min_blocks, takes_style=takes_style)
+        size = tuple(self.data.image_size) if all(self.data.image_size) else (self.cfg.image_size,) * 2
+        return InferenceSpec((graph, *extra), size, self.data.channels, settings)
+
+    def generate(self, G: nn.Module, segmap: Tensor, inputs: dict[str, Tensor]) -> Tensor:
+        """Images from the one-hot ``segmap`` and the other ``inputs`` (style codes, draws, a style image)."""
+        raise NotImplementedError
 
     def matching_losses(self, D, segmap: Tensor, real: Tensor, fake: Tensor, fake_out: list,
                         layer_weight: float = 1.0) -> tuple[Tensor, dict[str, float]]:
@@ -86,42 +96,6 @@ class SemanticFamily(GANFamily):
             logs["g_vgg"] = vgg.item()
         return loss, logs
 
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        """The first ``columns`` examples of the training set (repeated if it is smaller)."""
-        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {**self.inputs_like(batch, generator), "real": batch["image"]}
-
-    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: the label maps in colour, the real images, the generated ones."""
-        return input_real_fake_rows(inputs, fake, self.data.num_labels)
-
-
-def build_label_map_dataset(
-    spec: str, split: str, *, crop_size: int, augment: bool, flip: bool = True, channels: int = 1, data_root: str = "",
-    aspect_ratio: float = 1.0, load_size: int = 0, preprocess: str = "auto", use_instances: str = "auto",
-    label_palette: str = "", num_labels: int = 0,
-):
-    """The label-map dataset ``spec`` names (``gauguin.data.semantic``) with the options of
-    :class:`SemanticConfig`; Fashion-MNIST silhouettes take only the crop, flip, channels and root."""
-    from ..data.semantic import build_semantic_dataset
-
-    kwargs: dict[str, Any] = {"crop_size": crop_size, "flip": flip, "augment": augment}
-    if data_root:  # the Fashion-MNIST folder; any other spec names its own and refuses it
-        kwargs["root"] = data_root
-    if spec.startswith("fashion"):
-        kwargs["channels"] = channels
-    else:
-        kwargs["aspect_ratio"] = aspect_ratio
-        if load_size:
-            kwargs["load_size"] = load_size
-        if preprocess != "auto":
-            kwargs["preprocess"] = preprocess
-        if use_instances != "auto":
-            kwargs["use_instances"] = use_instances == "yes"
-        if spec.startswith("folder"):
-            kwargs.update(palette=label_palette or None, num_labels=num_labels or None)
-    return build_semantic_dataset(spec, split, **kwargs)
-
 
 def one_hot_input(batch: dict[str, Tensor], num_labels: int, use_instances: bool) -> Tensor:
     """A generator's semantic input (:func:`~gauguin.nn.labels.semantic_input`) in the autocast dtype
@@ -134,11 +108,9 @@ def one_hot_input(batch: dict[str, Tensor], num_labels: int, use_instances: bool
     return segmap
 
 
-def input_real_fake_rows(inputs: dict[str, Any], fake: Tensor, num_labels: int = 0) -> Tensor:
-    """The sample grid of a conditional image generator: its inputs (label maps in colour, or input
-    images), the real targets and the outputs, one row each, as RGB."""
-    first = colorize_labels(inputs["label_map"], num_labels) if "label_map" in inputs else inputs["input"]
-    return grid_rows(first, inputs["real"], fake)
+def label_map_inputs(num_labels: int, use_instances: bool) -> tuple[Input, ...]:
+    """The id-map inputs of a label-map generator: ``label_map`` [N, H, W] (+ ``instance`` [N, H, W])."""
+    return (Input("label_map", "label_map", num_labels),) + ((Input("instance", "instance"),) if use_instances else ())
 
 
 def paired_input(segmap: Tensor, *images: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,8 @@ from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.image_pool import HistoryBuffer
 from ..nn.resnet_generator import ResnetBlock
-from .base import Batch, DataInfo, GANFamily, Logs, grid_rows
+from .base import Batch, DataInfo, GANFamily, Logs, Plan
+from .inference import Graph, InferenceSpec, Input
 
 
 @dataclasses.dataclass
@@ -133,46 +134,38 @@ class SimGAN(GANFamily):
                                        root=cfg.data_root or None, seed=cfg.seed)
 
     # ------------------------------------------------------------------ schedule
-    def updates(self, step: int) -> tuple[int, int]:
+    def plan(self, step: int) -> Plan:
         """Algorithm 1: R alone (self-regularization only), then D alone, then K_d D and K_g R updates."""
         cfg = self.cfg
         if step < cfg.pretrain_refiner_steps:
-            return 0, 1
-        if step < cfg.pretrain_refiner_steps + cfg.pretrain_discriminator_steps:
-            return 1, 0
-        return cfg.d_steps_per_g_step, cfg.g_steps_per_iteration
+            updates = 0, 1
+        elif step < cfg.pretrain_refiner_steps + cfg.pretrain_discriminator_steps:
+            updates = 1, 0
+        else:
+            updates = cfg.d_steps_per_g_step, cfg.g_steps_per_iteration
+        return Plan(*updates, cfg.batch_size)
 
     # ------------------------------------------------------------------ inputs
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        return {"synthetic": batch["synthetic"]}
+    @property
+    def inference(self) -> InferenceSpec:
+        """The refiner: fully convolutional, any size."""
+        graph = Graph("generator", (Input("synthetic", "image", self.data.channels or self.cfg.channels),),
+                      lambda G, x: G(x["synthetic"]), multiple=1, direction="AtoB")
+        return InferenceSpec((graph,), (self.cfg.image_size,) * 2, self.data.channels or self.cfg.channels)
 
-    def random_inputs(self, n, generator=None, labels=None):
-        raise ValueError("SimGAN refines simulator images: use `gauguin refine CHECKPOINT --input DIR --out DIR`")
-
-    def grid_inputs(self, dataset, columns: int, generator: torch.Generator) -> dict[str, Any]:
-        batch = dataset.get_batch(torch.arange(columns) % len(dataset))
-        return {"synthetic": batch["synthetic"], "real": dataset.real_batch(torch.arange(columns) % dataset.len_real)}
-
-    def grid_images(self, inputs: dict[str, Any], fake: Tensor) -> Tensor:
-        """Rows: synthetic images, their refinements, real images (not paired)."""
-        return grid_rows(inputs["synthetic"], fake, inputs["real"])
-
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        return G(inputs["synthetic"])
-
-    def translation_inputs(self, images: Tensor, direction: str | None) -> dict[str, Any]:
-        if direction not in (None, "AtoB"):
-            raise ValueError("a SimGAN refiner goes one way only (synthetic -> refined)")
-        return {"synthetic": images}
+    def training_state(self) -> dict[str, HistoryBuffer]:
+        return {"buffer": self.buffer}
 
     # ------------------------------------------------------------------ losses
     def self_regularization(self, refined: Tensor, synthetic: Tensor) -> Tensor:
         """‖ψ(R(x)) − ψ(x)‖₁, averaged over ψ's elements."""
         return (self.psi(refined.float()) - self.psi(synthetic.float())).abs().mean()
 
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        refined = self.fakes_for_d(lambda: G(batch["synthetic"]))
-        shown = self.buffer.mix(refined.detach())  # half current, half past refinements once it can
+    def fakes(self, G, batch: Batch, step: int) -> Tensor:
+        return G(batch["synthetic"])
+
+    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        shown = self.buffer.mix(fakes.detach())  # half current, half past refinements once it can
         logits = D(torch.cat([batch["image"], shown]))
         real_logits, refined_logits = logits[: len(batch["image"])], logits[len(batch["image"]) :]
         loss = losses.local_adversarial_loss(real_logits, real=True) + losses.local_adversarial_loss(
@@ -182,9 +175,8 @@ class SimGAN(GANFamily):
             p_refined = refined_logits.float().softmax(1)[:, 1].mean().item()
         return loss, {"d_loss": loss.item(), "d_real_prob_real": p_real, "d_real_prob_refined": p_refined}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        synthetic = batch["synthetic"]
-        refined = self.fakes_for_g(lambda: G(synthetic))
+    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
+        synthetic, refined = batch["synthetic"], fakes
         regularization = self.self_regularization(refined, synthetic)
         loss, logs = self.cfg.lambda_reg * regularization, {"g_reg": regularization.item()}
         if step >= self.cfg.pretrain_refiner_steps:  # pretraining: the self-regularization alone
@@ -193,11 +185,3 @@ class SimGAN(GANFamily):
             logs["g_adv"] = adversarial.item()
         logs["g_loss"] = loss.item()
         return loss, logs
-
-    # ------------------------------------------------------------------ state
-    def extra_state(self) -> dict[str, Tensor]:
-        return {f"buffer.{k}": v for k, v in self.buffer.state_dict().items()}
-
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        self.buffer.load_state_dict({k.removeprefix("buffer."): v for k, v in state.items()
-                                     if k.startswith("buffer.")})

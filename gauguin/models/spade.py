@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError
-from ..nn.labels import semantic_input
 from .base import Batch, DataInfo, Logs
+from .inference import Graph, Input
 from .semantic import SemanticConfig, SemanticFamily, paired_input
 from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, reparameterize
 
@@ -101,52 +101,51 @@ class SPADE(SemanticFamily):
         self.generator = SPADEModel(nets.generator, nets.encoder)
         self.discriminator = nets.discriminator
         self.hinge = losses.get_adversarial_loss("hinge")
-        self._posterior: tuple[Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ inputs
-    def inputs_like(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Any]:
-        inputs = super().inputs_like(batch, generator)
-        if self.cfg.use_vae:
-            inputs["z"] = torch.randn(len(batch["label_map"]), self.cfg.z_dim, generator=generator)
-        return inputs
+    @property
+    def inference(self):
+        """The generator on label ids (+ a style code ``z`` with the style encoder), and the encoder
+        as its own graph: its mean code of a style image is that image's ``z``."""
+        if self.generator.encoder is None:
+            return self.spec((), use_vae=False)
+        encoder = Graph("style_encoder", (Input("style", "image", self.data.channels),),
+                        lambda G, x: G.encode(x["style"]), outputs=("mu", "logvar"), replaces="z")
+        return self.spec((Input("z", "normal", self.cfg.z_dim),), encoder, takes_style=True, use_vae=True,
+                         encoder_input_size=self.cfg.encoder_input_size)
 
-    def generate(self, G: nn.Module, inputs: dict[str, Any]) -> Tensor:
-        segmap = semantic_input(inputs, self.data.num_labels, self.use_instances)
+    def generate(self, G: nn.Module, segmap: Tensor, inputs: dict[str, Any]) -> Tensor:
         return G(segmap, z=inputs.get("z"), style=inputs.get("style"))
 
     # ------------------------------------------------------------------ losses
-    def _fake(self, G: SPADEModel, segmap: Tensor, real: Tensor) -> Tensor:
-        z = None
+    def fakes(self, G: SPADEModel, batch: Batch, step: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """The fake images and, with the style encoder, its posterior (mu, logvar) of the real ones."""
+        segmap, posterior, z = self.semantic(batch), None, None
         if G.encoder is not None:
-            mu, logvar = G.encode(real)
-            self._posterior = (mu, logvar)
-            z = reparameterize(mu, logvar)
-        return G.generator(segmap, z)
+            posterior = G.encode(batch["image"])
+            z = reparameterize(*posterior)
+        return G.generator(segmap, z), posterior
 
-    def d_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        real = batch["image"]
+    def d_loss(self, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
         segmap = self.semantic(batch)
-        fake = self.fakes_for_d(lambda: self._fake(G, segmap, real))
-        outputs = D(paired_input(segmap, fake.detach(), real))  # one batch: instance norm keeps samples apart
-        loss = 0.0
+        outputs = D(paired_input(segmap, fakes[0].detach(), batch["image"]))  # one batch: instance norm
+        loss = 0.0  # keeps the samples apart
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
             loss = loss + self.hinge.d_loss(real_pred, fake_pred)
         loss = loss / len(outputs)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, step: int) -> tuple[Tensor, Logs]:
-        real = batch["image"]
+    def g_loss(self, G, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
+        real, (fake, posterior) = batch["image"], fakes
         segmap = self.semantic(batch)
-        fake = self.fakes_for_g(lambda: self._fake(G, segmap, real))
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.hinge.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}
         matching, matching_logs = self.matching_losses(D, segmap, real, fake, fake_out)
         loss, logs = loss + matching, {**logs, **matching_logs}
-        if self._posterior is not None:
-            kl = losses.kl_divergence(*self._posterior)
-            self._posterior = None
+        if posterior is not None:
+            kl = losses.kl_divergence(*posterior)
             loss = loss + self.cfg.lambda_kl * kl
             logs["g_kl"] = kl.item()
         logs["g_loss"] = loss.item()

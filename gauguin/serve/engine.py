@@ -52,19 +52,27 @@ class ModelInfo:
     labels: list[Label]
     image_size: tuple[int, int]  # (H, W) of the generator's input and output
     channels: int
-    inputs: list[str]  # the generator's input names: label_map, instance, z, feature_draw
-    z_dim: int = 0  # > 0: random styles from a seed
-    style_image: bool = False  # a style encoder: the style of an uploaded image
+    inputs: dict[str, tuple[str, int]]  # the generator's inputs: name -> (kind, size), as the family declares
+    style_input: str = ""  # the input a style encoder's code stands for ("": no style encoder)
     source: str = ""
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
 
+    @property
+    def style_image(self) -> bool:
+        return bool(self.style_input)
+
+    @property
+    def seeded(self) -> bool:
+        """Whether the seed changes the image (the generator draws a style from it)."""
+        return any(kind in ("normal", "uniform") for kind, _ in self.inputs.values())
+
     def to_dict(self) -> dict:
         return {"family": self.family, "image_size": list(self.image_size), "channels": self.channels,
                 "labels": [{"id": label.id, "name": label.name, "color": list(label.color)} for label in self.labels],
-                "style": {"seed": self.z_dim > 0 or "feature_draw" in self.inputs, "image": self.style_image}}
+                "style": {"seed": self.seeded, "image": self.style_image}}
 
 
 def default_colors(num_labels: int) -> list[tuple[int, int, int]]:
@@ -86,7 +94,7 @@ def require_label_maps(meta: dict, source: str, inputs: list[str] | None = None)
     return num_labels
 
 
-def model_info_from_meta(meta: dict, inputs: list[str], z_dim: int, style_image: bool, source: str) -> ModelInfo:
+def model_info_from_meta(meta: dict, inputs: dict[str, tuple[str, int]], style_input: str, source: str) -> ModelInfo:
     """ModelInfo of a checkpoint's meta (``meta.json`` / the export's ``model.json``)."""
     data = meta.get("data") or meta
     num_labels = require_label_maps(meta, source, inputs)
@@ -100,8 +108,8 @@ def model_info_from_meta(meta: dict, inputs: list[str], z_dim: int, style_image:
     labels = [Label(i, names[i] if i < len(names) else f"label {i}", colors[i]) for i in range(num_labels)]
     size = data.get("image_size") or meta.get("image_size")
     return ModelInfo(family=meta.get("family", "?"), labels=labels, image_size=(int(size[0]), int(size[1])),
-                     channels=int(data.get("channels", 3)), inputs=list(inputs), z_dim=z_dim,
-                     style_image=style_image, source=source)
+                     channels=int(data.get("channels", 3)), inputs=dict(inputs), style_input=style_input,
+                     source=source)
 
 
 class Backend(Protocol):
@@ -165,13 +173,22 @@ class OnnxBackend:
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.folder / file), options, providers=providers)
-        self.encoder = None
-        if "style_encoder.onnx" in graphs:
-            self.encoder = ort.InferenceSession(str(self.folder / "style_encoder.onnx"), options, providers=providers)
-        inputs = [i.name for i in self.session.get_inputs()]
-        z_dim = next((int(i.shape[1]) for i in self.session.get_inputs() if i.name == "z"), 0)
-        self.info = model_info_from_meta(meta, inputs, z_dim, self.encoder is not None,
-                                         str(self.folder))
+        self.encoder, style_input = None, ""
+        encoder = next(((name, g) for name, g in graphs.items() if g.get("replaces")), None)
+        if encoder is None and "style_encoder.onnx" in graphs:  # exports before graphs declared their inputs
+            encoder = "style_encoder.onnx", {"replaces": "z"}
+        if encoder is not None:
+            self.encoder = ort.InferenceSession(str(self.folder / encoder[0]), options, providers=providers)
+            style_input = encoder[1]["replaces"]
+        declared = graphs["generator.onnx"].get("declared_inputs")
+        if declared is not None:
+            inputs = {i["name"]: (i["kind"], int(i["size"])) for i in declared}
+        else:  # older exports: the inputs' names said their kinds
+            num_labels = int((meta.get("data") or {}).get("num_labels") or 0)
+            kinds = {"label_map": ("label_map", num_labels), "instance": ("instance", 0),
+                     "feature_draw": ("uniform", num_labels)}
+            inputs = {i.name: kinds.get(i.name) or ("normal", int(i.shape[1])) for i in self.session.get_inputs()}
+        self.info = model_info_from_meta(meta, inputs, style_input, str(self.folder))
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["image"], inputs)[0]
@@ -184,19 +201,15 @@ class TorchBackend:
     """A gauguin checkpoint on PyTorch; ``precision`` ``bf16`` runs under bfloat16 autocast."""
 
     def __init__(self, checkpoint: str | Path, precision: str = "fp32", device: str = "cpu"):
-        import torch
-
         from ..sampling import load_generator
 
         self.loaded = load_generator(checkpoint, device)
         self.precision = precision
-        family = self.loaded.family
-        probe = {"label_map": torch.zeros(1, 1, 1, dtype=torch.long)}
-        probe["instance"] = probe["label_map"]
-        inputs = list(family.inputs_like(probe, torch.Generator())) if self.loaded.data.num_labels else []
-        z_dim = int(getattr(family.cfg, "z_dim", 0)) if "z" in inputs else 0
-        encoder = getattr(self.loaded.generator, "encoder", None) is not None and family.name == "spade"
-        self.info = model_info_from_meta(self.loaded.meta, inputs, z_dim, encoder, str(self.loaded.folder))
+        spec = self.loaded.spec
+        self.encoder = spec.style_encoder
+        inputs = {i.name: (i.kind, i.size) for i in spec.main.inputs}
+        self.info = model_info_from_meta(self.loaded.meta, inputs, self.encoder.replaces if self.encoder else "",
+                                         str(self.loaded.folder))
 
     def _autocast(self):
         import torch
@@ -208,14 +221,14 @@ class TorchBackend:
 
         tensors = {k: torch.from_numpy(v).to(self.loaded.device) for k, v in inputs.items()}
         with torch.inference_mode(), self._autocast():
-            return self.loaded.family.generate(self.loaded.generator, tensors).float().cpu().numpy()
+            return self.loaded.spec.main.run(self.loaded.generator, tensors).float().cpu().numpy()
 
     def encode(self, style: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            mu, _ = self.loaded.generator.encode(torch.from_numpy(style).to(self.loaded.device))
-        return mu.float().cpu().numpy()
+            code = self.encoder.run(self.loaded.generator, {"style": torch.from_numpy(style).to(self.loaded.device)})
+        return code[0].float().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- request decoding
@@ -249,13 +262,14 @@ def open_png(data: bytes, what: str, max_pixels: int) -> Image.Image:
 
 def seeded_draws(seeds: list[int], kind: str, size: int) -> np.ndarray:
     """``[len(seeds), size]`` float32: for each seed the draw that ``gauguin translate --seed s`` (and
-    :meth:`LoadedGenerator.translate`) makes for its first image, torch's CPU generator seeded with
-    ``s`` drawing ``[1, size]`` normal (a style code z) or uniform (pix2pixHD's feature picks) values,
-    as the families' ``inputs_like`` do: one seed, one image, in the page, the CLI and the library."""
+    :meth:`LoadedGenerator.translate`) makes for its first image (:func:`gauguin.models.inference.draw`
+    from torch's CPU generator seeded with ``s``): one seed, one image, in the page, the CLI and the library."""
     import torch
 
-    draw = {"normal": torch.randn, "uniform": torch.rand}[kind]
-    return np.stack([draw(1, size, generator=torch.Generator().manual_seed(seed))[0].numpy() for seed in seeds])
+    from ..models.inference import Input, draw
+
+    spec = Input("", kind, size)
+    return np.stack([draw(spec, 1, torch.Generator().manual_seed(seed))[0].numpy() for seed in seeds])
 
 
 def read_as_training_does(reader, data: bytes, what: str):
@@ -351,17 +365,15 @@ class Engine:
         """The generator's named inputs for a batch: ids, and the style drawn from each seed (or the
         encoder's code of each style image)."""
         feeds: dict[str, np.ndarray] = {}
-        for name in self.info.inputs:
-            if name in ("label_map", "instance"):  # a painted region is one instance
+        for name, (kind, size) in self.info.inputs.items():
+            if kind in ("label_map", "instance"):  # a painted region is one instance
                 feeds[name] = label_maps
-            elif name == "z":
-                feeds[name] = seeded_draws(seeds, "normal", self.info.z_dim)
-            elif name == "feature_draw":
-                feeds[name] = seeded_draws(seeds, "uniform", self.info.num_labels)
+            elif kind in ("normal", "uniform"):
+                feeds[name] = seeded_draws(seeds, kind, size)
             else:
-                raise ValueError(f"{self.info.source}: the engine cannot feed the generator input {name!r}")
+                raise ValueError(f"{self.info.source}: the engine cannot feed the generator input {name!r} ({kind})")
         if styles is not None:
-            feeds["z"] = self.backend.encode(styles).astype(np.float32)
+            feeds[self.info.style_input] = self.backend.encode(styles).astype(np.float32)
         return feeds
 
     def submit(self, label_map: np.ndarray, seed: int = 0, style: np.ndarray | None = None) -> Future:

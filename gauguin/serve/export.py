@@ -3,20 +3,19 @@
 
 The contract a serving engine relies on:
 
-* ``generator.onnx`` takes the inputs ``family.generate(G, inputs)`` takes, by the same names: DCGAN
-  and PGGAN ``z`` [N, z_dim] float32 (+ ``labels`` [N] int64 when class-conditional); SPADE,
-  pix2pixHD and pix2pix on labels ``label_map`` [N, H, W] int64 ids (+ ``instance`` [N, H, W] int64
-  where the model uses instance maps; SPADE with the style encoder + ``z`` [N, z_dim]; pix2pixHD
-  with the feature encoder + ``feature_draw`` [N, num_labels] float32 in [0, 1), the draw that picks
-  each label's feature centre); pix2pix on images ``input``, SimGAN ``synthetic`` [N, C, H, W] in
-  [-1, 1]. One output, ``image`` [N, C, H, W] float32 in [-1, 1]. One-hot encoding and instance
-  edges happen inside the graph: a client sends integer ids only.
-* CycleGAN: ``generator_AtoB.onnx`` (input ``a``) and ``generator_BtoA.onnx`` (input ``b``).
-* SPADE with the style encoder: ``style_encoder.onnx`` too, ``style`` [N, C, H, W] in [-1, 1] at the
-  model's size -> ``mu``, ``logvar`` [N, z_dim]; z = mu reproduces the style (as ``SPADEModel``).
+* One ONNX file per graph of the family's inference spec (:mod:`gauguin.models.inference`), named
+  ``<graph>.onnx``, with the graph's inputs by their names and kinds: drawn ``normal`` / ``uniform``
+  float32 [N, size] (style codes ``z``, pix2pixHD's ``feature_draw`` in [0, 1)) and ``class`` int64
+  [N]; from data ``label_map`` / ``instance`` int64 [N, H, W] ids and ``image`` float32 [N, C, H, W]
+  in [-1, 1]. One-hot encoding and instance edges happen inside the graph: a client sends integer
+  ids only. Outputs as declared (``image`` [N, C, H, W] float32 in [-1, 1]; a style encoder's
+  ``mu``, ``logvar``, whose ``mu`` stands for the generator input it ``replaces``). Two-way
+  translators have one graph per direction (``generator_AtoB.onnx``, ``generator_BtoA.onnx``).
+  ``model.json`` records per graph the declared inputs (kind, size), so a server knows how to draw
+  each from a seed exactly as ``gauguin translate`` does.
 * The batch axis is dynamic everywhere; height and width are too for the fully convolutional
-  generators (multiples of their downsampling factor), fixed for SPADE, whose first map has a size
-  fixed by its config. ``model.json`` records per graph its inputs, outputs, dynamic axes, size
+  generators (multiples of their downsampling factor, as declared), fixed where the graph declares
+  no multiple (SPADE's first map has a size fixed by its config). ``model.json`` records per graph its inputs, outputs, dynamic axes, size
   rule and parity check.
 * Weights: the sampling generator (EMA where trained with it), eval mode, fp32, spectral norm
   folded into plain convolutions. pix2pix's test-time dropout is switched off, so its graph is
@@ -48,6 +47,7 @@ from .. import __version__
 from ..fileio import file_sha256, save_safetensors_atomic, write_bytes_atomic
 from ..nn.spectral import fold_spectral_norm
 from ..nn.unet import NoiseDropout
+from ..models.inference import Graph, Input, draw
 from ..sampling import LoadedGenerator, load_generator
 from .engine import MODEL_JSON
 from .quantize import CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, model_inputs, quantize_int8
@@ -71,7 +71,7 @@ class QuantizationError(ExportError):
 
 
 @dataclasses.dataclass
-class Graph:
+class ExportGraph:
     """One ONNX file: ``run(net, inputs)`` gives its outputs; ``net`` is the network exported
     (spectral norm folded), ``reference`` the eager one the parity check compares with."""
 
@@ -84,6 +84,7 @@ class Graph:
     size: tuple[int, int]  # the model's own (H, W)
     multiple: int = 0  # 0: H, W fixed at size; else any multiple of this ...
     min_blocks: int = 1  # ... from min_blocks multiples up
+    spec: Graph | None = None  # the family's declaration of it
 
     def blocks(self) -> tuple[int, int]:
         return tuple(max(self.min_blocks, s // self.multiple) for s in self.size)
@@ -136,70 +137,40 @@ def random_images(n: int, channels: int, size: tuple[int, int], generator: torch
 
 
 # ---------------------------------------------------------------------------- what each family exports
-def plan(loaded: LoadedGenerator) -> tuple[list[Graph], dict[str, Any]]:
-    """The graphs of ``loaded``'s family and the config values a server needs ("model" in model.json)."""
-    family, cfg, data = loaded.family, loaded.family.cfg, loaded.family.data
+def example_inputs(spec: Input, n: int, size: tuple[int, int], generator: torch.Generator) -> Tensor:
+    """A random value of one input for tracing and the parity check: layout-like id maps, images in
+    [-1, 1], Gaussian / uniform draws, uniform class ids."""
+    if spec.kind == "label_map":
+        return blocky_ids(n, size, spec.size, generator)
+    if spec.kind == "instance":
+        return blocky_ids(n, size, 16, generator, cell=4)
+    if spec.kind == "image":
+        return random_images(n, spec.size, size, generator)
+    return draw(spec, n, generator)
+
+
+def plan(loaded: LoadedGenerator) -> tuple[list[ExportGraph], dict[str, Any]]:
+    """The graphs of ``loaded``'s inference spec and the values a server needs ("model" in model.json)."""
+    spec = loaded.spec
     reference = copy.deepcopy(loaded.generator).cpu().float().eval()  # parity: eager fp32 on CPU
     for module in reference.modules():
         if isinstance(module, NoiseDropout):
             module.at_test = False  # pix2pix: a deterministic graph (see the module docstring)
     net = fold_spectral_norm(reference).to(loaded.device)
-    size = tuple(data.image_size) if all(data.image_size) else (cfg.image_size, cfg.image_size)
-    channels = data.channels or cfg.channels
-    info: dict[str, Any] = {"image_size": list(size), "channels": channels}
+    main = spec.main
+    noise, classes, labels = (main.input(kind) for kind in ("normal", "class", "label_map"))
+    info: dict[str, Any] = {"image_size": list(spec.image_size), "channels": spec.channels,
+                            "z_dim": noise.size if noise else 0, "conditional": classes is not None,
+                            "num_classes": classes.size if classes else 0, "num_labels": labels.size if labels else 0,
+                            "use_instances": main.input("instance") is not None, **spec.settings}
+    graphs = []
+    for graph in spec.graphs:
+        def make_inputs(n: int, size: tuple[int, int], g: torch.Generator, graph: Graph = graph) -> Inputs:
+            return {i.name: example_inputs(i, n, size, g) for i in graph.inputs}
 
-    def generate(G: nn.Module, inputs: Inputs) -> Tensor:
-        return family.generate(G, inputs)
-
-    def graph(file: str, make_inputs, run=generate, outputs=("image",), **size_rule) -> Graph:
-        return Graph(file, net, reference, run, make_inputs, list(outputs), size, **size_rule)
-
-    name = family.name
-    if name in ("dcgan", "pggan"):
-        info.update(z_dim=cfg.z_dim, conditional=family.conditional, num_classes=family.num_classes)
-        if name == "pggan":
-            stage, alpha = net.growth()  # torch.export cannot read buffer values: freeze them (fixed at
-            net.growth = lambda: (stage, alpha)  # inference anyway); images come at image_size
-            info.update(stage=stage, alpha=alpha)
-        return [graph("generator.onnx", lambda n, s, g: family.random_inputs(n, g))], info
-
-    if name in ("spade", "pix2pixhd") or (name == "pix2pix" and family.labels):
-        def semantic(n: int, s: tuple[int, int], g: torch.Generator) -> Inputs:
-            batch = {"label_map": blocky_ids(n, s, data.num_labels, g)}
-            if family.use_instances:
-                batch["instance"] = blocky_ids(n, s, 16, g, cell=4)
-            return family.inputs_like(batch, g)  # + z (SPADE's style path), feature_draw (pix2pixHD)
-
-        info.update(num_labels=data.num_labels, use_instances=family.use_instances)
-        if name == "spade":
-            info.update(use_vae=cfg.use_vae, z_dim=cfg.z_dim if cfg.use_vae else 0)
-            graphs = [graph("generator.onnx", semantic)]
-            if net.encoder is not None:
-                graphs.append(graph("style_encoder.onnx", lambda n, s, g: {"style": random_images(n, channels, s, g)},
-                                    run=lambda G, x: G.encode(x["style"]), outputs=["mu", "logvar"]))
-                info["encoder_input_size"] = cfg.encoder_input_size
-            return graphs, info
-        if name == "pix2pixhd":
-            info.update(use_features=net.encoder is not None, feature_clusters=cfg.feature_clusters)
-            return [graph("generator.onnx", semantic, multiple=net.generator.size_factor, min_blocks=2)], info
-        info.update(input="labels", test_time_dropout=False)
-        return [graph("generator.onnx", semantic, multiple=2**net.depth)], info
-
-    def images(direction: str | None):
-        in_channels = family.input_channels or cfg.channels
-        return lambda n, s, g: family.translation_inputs(random_images(n, in_channels, s, g), direction)
-
-    info["input_channels"] = family.input_channels or cfg.channels
-    if name == "pix2pix":
-        info.update(input="image", direction=cfg.direction, test_time_dropout=False)
-        return [graph("generator.onnx", images(None), multiple=2**net.depth)], info
-    if name == "cyclegan":  # two residual-block generators: sizes in multiples of 4, at least 8
-        info.update(domain_a=cfg.domain_a, domain_b=cfg.domain_b)
-        return [graph(f"generator_{d}.onnx", images(d), multiple=4, min_blocks=2) for d in ("AtoB", "BtoA")], info
-    if name == "simgan":  # a refiner of stride-1 convolutions: any size
-        return [graph("generator.onnx", images(None), multiple=1)], info
-    raise ExportError(f"{loaded.folder} is a {name} model, which gauguin cannot export yet; "
-                      "serve it with PyTorch (gauguin.sampling.load_generator)")
+        graphs.append(ExportGraph(f"{graph.file}.onnx", net, reference, graph.run, make_inputs, list(graph.outputs),
+                                  tuple(spec.image_size), graph.multiple, graph.min_blocks, graph))
+    return graphs, info
 
 
 # ---------------------------------------------------------------------------- ONNX
@@ -220,7 +191,7 @@ def _quiet():
                 logger.setLevel(level)
 
 
-def to_onnx(graph: Graph, opset: int = OPSET, device: torch.device | str = "cpu") -> bytes:
+def to_onnx(graph: ExportGraph, opset: int = OPSET, device: torch.device | str = "cpu") -> bytes:
     """``graph`` as a serialized ONNX model (weights inline), inputs and outputs named as the contract says.
 
     torch's dynamo exporter (``torch.export``, the supported path in torch 2.x) traces every family
@@ -295,7 +266,7 @@ def describe_values(values) -> list[dict[str, Any]]:
     return described
 
 
-def check_parity(graph: Graph, model: bytes) -> dict[str, Any]:
+def check_parity(graph: ExportGraph, model: bytes) -> dict[str, Any]:
     """Max abs diff between onnxruntime (CPU) and eager PyTorch on random inputs of the family
     (blocky label maps, images in [-1, 1], Gaussian z): batch 2, then batch 1 (at a second size
     where the size is dynamic)."""
@@ -360,7 +331,7 @@ def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: b
             "inputs": describe_values(proto.graph.input), "outputs": describe_values(proto.graph.output),
             "dynamic_axes": {v["name"]: {str(i): d for i, d in enumerate(v["shape"]) if isinstance(d, str)}
                              for v in describe_values([*proto.graph.input, *proto.graph.output])},
-            "spatial": spatial, "parity": parity}))
+            "spatial": spatial, "parity": parity, **_declared(graph.spec)}))
     if quantize:
         built.append(_quantized(loaded, graphs, built))
     description = _describe(loaded, "onnx", info)
@@ -377,7 +348,14 @@ def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: b
     return description
 
 
-def _quantized(loaded: LoadedGenerator, graphs: list[Graph], built: list) -> tuple[str, bytes, dict[str, Any]]:
+def _declared(graph: Graph) -> dict[str, Any]:
+    """What model.json records of a graph's declaration: each input's kind and size (how a server
+    draws or reads it), its direction, and which generator input its output stands for."""
+    return {"declared_inputs": [i.to_dict() for i in graph.inputs], "direction": graph.direction,
+            "replaces": graph.replaces}
+
+
+def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) -> tuple[str, bytes, dict[str, Any]]:
     """``generator_int8.onnx`` (file, bytes, model.json entry): calibrated on some of the model's training
     inputs, its PSNR against the fp32 graph measured on others. Quantization failures: QuantizationError."""
     graph = next((g for g in graphs if g.file == "generator.onnx"), None)
@@ -394,7 +372,8 @@ def _quantized(loaded: LoadedGenerator, graphs: list[Graph], built: list) -> tup
     except Exception as err:  # onnxruntime's quantizer raises many types
         raise QuantizationError(f"int8 quantization of generator.onnx failed ({type(err).__name__}: "
                                 f"{(str(err).strip().splitlines() or [''])[0][:200]}); export without --quantize") from err
-    described = {k: entry[k] for k in ("inputs", "outputs", "dynamic_axes", "spatial")}
+    described = {k: entry[k] for k in ("inputs", "outputs", "dynamic_axes", "spatial", "declared_inputs",
+                                       "direction", "replaces")}
     return INT8_FILE, model, {"file": INT8_FILE, "bytes": len(model), **described,
                               "quantization": {**quality, "inputs": source}}
 

@@ -71,6 +71,8 @@ def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list,
     random inputs from ``make_inputs`` (two different draws). Returns them and where they came from."""
     import torch
 
+    from ..models.inference import draw_inputs
+
     family, n = loaded.family, calibrate + check
     generator = torch.Generator().manual_seed(0)
     try:
@@ -81,7 +83,7 @@ def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list,
         labels = batch.get("label_map")
         if labels is not None and int(labels.max()) >= loaded.data.num_labels:
             raise ValueError("its label ids do not fit the model")
-        inputs = family.inputs_like(batch, generator)
+        inputs = draw_inputs(loaded.spec.main, n, generator, batch)
         source = (f"{family.cfg.dataset} training data: items 0..{calibrate - 1} calibrate, "
                   f"items {calibrate}..{n - 1} check")
     except Exception as err:  # no data here (a model trained elsewhere), or data of another shape

@@ -1,9 +1,10 @@
 """The one training loop every family uses.
 
-A family (``gauguin.models``) supplies networks and its D and G losses; this loop owns data
-order, optimizers (TTUR learning rates, betas), D:G step ratio, autocast, gradient averaging
-across ranks, EMA of G, gradient-norm monitoring, sample grids, the family's quality metric,
-logging and exact-resume checkpoints.
+A family (``gauguin.models``) supplies networks, its fakes and D and G losses, its schedule as
+data (``plan(step)``) and its inference spec; this loop owns data order, optimizers (TTUR learning
+rates, betas), autocast, gradient averaging across ranks, EMA of G, gradient-norm monitoring,
+sample grids (drawn from the inference spec), the family's quality metric, logging and
+exact-resume checkpoints.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ..metrics import create_extractor, extract, sliced_wasserstein
 from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
+from ..models.inference import draw_inputs, grid_rows, picture_of
 from .distributed import (DistInfo, any_rank, average_gradients, barrier, broadcast_buffers, broadcast_flag,
                           broadcast_module, gather_objects, init_distributed, shutdown)
 from .ema import EMA
@@ -139,8 +141,7 @@ class Trainer:
         if found is not None:
             self._restore(*found)
         with torch.random.fork_rng(devices=[]):  # the grid must not move the training RNG (exact resume)
-            self.grid_inputs = self.family.grid_inputs(self.dataset, GRID_COLUMNS,
-                                                       torch.Generator().manual_seed(cfg.seed))
+            self.grid_inputs, self.grid_real = self._grid_inputs()
 
     def _resume_point(self) -> tuple[Path, dict, dict]:
         """The newest checkpoint that verifies; rank 0 first repairs interrupted writes and moves newer
@@ -187,31 +188,32 @@ class Trainer:
         optimizer.step()
 
     def train_step(self, step: int) -> dict[str, float]:
-        """One iteration: the family's ``updates(step)`` discriminator updates (default
-        ``d_steps_per_g_step``), then its generator updates (default ``g_steps_per_iteration``); the
-        first generator update reuses the last discriminator batch. Returns the losses."""
+        """One iteration as the family's ``plan(step)`` says: its D updates, then its G updates; the
+        first G update takes the last D batch, and when one D update precedes it also its fakes (made
+        with their graph, so G runs forward once). Returns the losses."""
         fam, G, D = self.family, self.G, self.D
-        d_steps, g_steps = fam.updates(step)
-        size = fam.batch_size(step)
-        fam.keep_fakes = d_steps == 1 and g_steps >= 1  # one G forward serves the D and the G update
+        plan = fam.plan(step)
+        share = plan.d_updates == 1 and plan.g_updates >= 1
         logs: dict[str, float] = {}
-        batch = None
-        for _ in range(d_steps):
-            batch = self.next_batch(size)
+        batch = fakes = None
+        for _ in range(plan.d_updates):
+            batch = self.next_batch(plan.batch_size)
             with self.autocast:
-                loss_d, logs_d = fam.d_loss(G, D, batch, step)
+                with torch.set_grad_enabled(share):
+                    fakes = fam.fakes(G, batch, step)
+                loss_d, logs_d = fam.d_loss(D, batch, fakes, step)
             self._update(loss_d, self.opt_d, D)
-            fam.after_d_step()
             logs.update(logs_d)
-        if g_steps:
+        if plan.g_updates:
             D.requires_grad_(False)  # no wasted D weight gradients in the G step
-        for _ in range(g_steps):
-            batch = batch if batch is not None else self.next_batch(size)
+        for _ in range(plan.g_updates):
+            batch = batch if batch is not None else self.next_batch(plan.batch_size)
             with self.autocast:
-                loss_g, logs_g = fam.g_loss(G, D, batch, step)
+                fakes = fakes if share else fam.fakes(G, batch, step)
+                loss_g, logs_g = fam.g_loss(G, D, batch, fakes, step)
             self._update(loss_g, self.opt_g, G)
             logs.update(logs_g)
-            batch = None  # a further G update takes a new batch
+            batch, fakes, share = None, None, False  # a further G update takes a new batch
         D.requires_grad_(True)
         with warnings.catch_warnings():  # pretraining phases leave one optimizer idle: not a misuse here
             warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
@@ -220,7 +222,7 @@ class Trainer:
         if self.dist.enabled:  # keep BatchNorm statistics identical across ranks
             broadcast_buffers(G, self.dist)
             broadcast_buffers(D, self.dist)
-        if self.ema is not None and g_steps:
+        if self.ema is not None and plan.g_updates:
             self.ema.update(G)
         return logs
 
@@ -248,6 +250,7 @@ class Trainer:
     def _train_until_done_or_stopped(self, logger: RunLogger, stop: StopSignals, images_per_step: int) -> None:
         cfg = self.cfg
         while self.state.step < cfg.steps:
+            plan = self.family.plan(self.state.step)
             logs = self.train_step(self.state.step)
             self.state.step = step = self.state.step + 1
             logger.advance()
@@ -259,11 +262,10 @@ class Trainer:
                     raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
                                              "or try precision=fp32, and resume from the last checkpoint")
                 logger.scalars(step, logs)
-            milestone = self.family.milestone(step)
-            if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or milestone):
+            if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or plan.ends_phase):
                 self.write_grid(logger, step)
             improved = False
-            if milestone or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if plan.ends_phase or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                 improved = broadcast_flag(self.evaluate(logger, step), self.dist)
             periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
             if periodic or improved:
@@ -293,11 +295,11 @@ class Trainer:
                 m.momentum = None
             model.train()
             gen = torch.Generator().manual_seed(self.cfg.seed + 7)
+            main = self.family.inference.main
             with torch.no_grad(), torch.random.fork_rng(devices=[]):  # augmentation must not move training's RNG
                 for _ in range(4):  # inputs like the data's (translating families have no others)
                     batch = as_batch(self.dataset.get_batch(torch.randint(len(self.dataset), (256,), generator=gen)))
-                    inputs = self.family.inputs_like(batch, gen)
-                    self.family.generate(model, _to(inputs, self.device))
+                    main.run(model, _to(draw_inputs(main, len(batch["image"]), gen, batch), self.device))
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
             self._stats_fresh_at = self.ema.updates
@@ -309,13 +311,30 @@ class Trainer:
         was_training = model.training
         model.eval()
         n = len(next(iter(inputs.values())))
-        out = [self.family.generate(model, _to({k: v[i : i + batch] for k, v in inputs.items()}, self.device)).float().cpu()
+        run = self.family.inference.main.run
+        out = [run(model, _to({k: v[i : i + batch] for k, v in inputs.items()}, self.device)).float().cpu()
                for i in range(0, n, batch)]
         model.train(was_training)
         return torch.cat(out)
 
+    def _grid_inputs(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Inputs of the fixed sample grid, and the real images shown with them: noise-driven families
+        one row per class (or 8 rows), translating ones the first ``GRID_COLUMNS`` training examples."""
+        spec, gen = self.family.inference, torch.Generator().manual_seed(self.cfg.seed)
+        if spec.noise_driven:
+            classes = spec.main.input("class")
+            labels = torch.arange(classes.size).repeat_interleave(GRID_COLUMNS) if classes else None
+            n = len(labels) if labels is not None else 8 * GRID_COLUMNS
+            return draw_inputs(spec.main, n, gen, {"label": labels} if classes else None), None
+        batch = as_batch(self.dataset.get_batch(torch.arange(GRID_COLUMNS) % len(self.dataset)))
+        return draw_inputs(spec.main, GRID_COLUMNS, gen, batch), batch["image"]
+
     def write_grid(self, logger: RunLogger, step: int) -> None:
-        grid = make_grid(self.family.grid_images(self.grid_inputs, self.generate(self.grid_inputs)), GRID_COLUMNS)
+        """Rows: the generated images; translating families: their inputs, the outputs, the real images."""
+        fake = self.generate(self.grid_inputs)
+        if self.grid_real is not None:
+            fake = grid_rows(picture_of(self.grid_inputs, self.family.inference.main), fake, self.grid_real)
+        grid = make_grid(fake, GRID_COLUMNS)
         save_png(grid, self.out_dir / "samples" / f"step_{step:07d}.png")
         save_png(grid, self.out_dir / "samples" / "latest.png")
         logger.image(step, "samples", grid)
@@ -330,11 +349,11 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # augmentation must not move the training RNG, and draws
             torch.manual_seed(self.cfg.seed + 11)  # the same crops at every evaluation (the cached real
             batch = as_batch(self.dataset.get_batch(idx))  # features are of the first one's images)
-        real, labels = batch["image"], batch.get("label")
-        fake = self.generate(self.family.inputs_like(batch, gen))
+        real, labels, main = batch["image"], batch.get("label"), self.family.inference.main
+        fake = self.generate(draw_inputs(main, len(real), gen, batch))
         scores = {"swd": sliced_wasserstein(real, fake)}
         if self.cfg.eval_metrics:
-            fake_set = ImageSet(fake, labels if self.family.conditional else None, "generated", "",
+            fake_set = ImageSet(fake, labels if main.input("class") else None, "generated", "",
                                 batch.get("label_map"), self.cfg.dataset)
             scores.update(self._eval_metrics(real, fake_set))
         self.state.history.append([step, scores[self.cfg.best_metric]])
@@ -367,7 +386,7 @@ class Trainer:
         if not self.dist.is_main:
             return None
         for model in (self.G, self.ema.model) if self.ema is not None else (self.G,):
-            self.family.prepare_sampling(model, self.dataset)
+            self.family.fit_sampling(model, self.dataset)
         weights = {**ckpt.module_state("generator", self.G), **ckpt.module_state("discriminator", self.D)}
         if self.ema is not None:
             self.sampling_generator()
@@ -376,7 +395,8 @@ class Trainer:
         for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             tensors, meta_opt[name] = ckpt.flatten_optimizer(opt, name)
             state.update(tensors)
-        state.update({f"family.{k}": v for k, v in self.family.extra_state().items()})
+        for name, part in self.family.training_state().items():
+            state.update({f"family.{name}.{k}": v for k, v in part.state_dict().items()})
         rng_meta = []
         for rank, r in enumerate(rng):
             state[f"rng.{rank}.torch"] = r["torch"]
@@ -429,7 +449,9 @@ class Trainer:
             raise ConfigError(f"{path} was written by {meta['world_size']} rank(s); resume it with as many "
                               f"(now {self.dist.world_size}) for an exact continuation")
         self.sampler.load_state_dict(meta["sampler"])
-        self.family.load_extra_state({k[len("family."):]: v for k, v in state.items() if k.startswith("family.")})
+        for name, part in self.family.training_state().items():
+            prefix = f"family.{name}."
+            part.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
         rank = self.dist.rank
         rng = {"torch": state[f"rng.{rank}.torch"], **meta["rng"][rank]}
         if f"rng.{rank}.cuda" in state:
