@@ -136,6 +136,83 @@ def _refine(args) -> int:
     return 0
 
 
+def _upscale_model(source: Path, device: str, precision: str, threads: int | None):
+    """(callable on [1, C, h, w] tensors in [-1, 1], channels, scale) of a checkpoint or an ONNX export."""
+    if (source / "model.json").is_file():
+        from .serve.engine import ImageGraph
+
+        graph = ImageGraph(source, threads, "int8" if precision == "int8" else "fp32")
+        return graph, graph.channels, graph.scale
+    import torch
+
+    from .sampling import load_generator
+
+    loaded = load_generator(source, device)
+    graph = loaded.spec.translator()
+    name = graph.input("image").name
+    autocast = torch.autocast(loaded.device.type, torch.bfloat16, enabled=precision == "bf16")
+
+    def run(images):
+        with torch.inference_mode(), autocast:
+            return loaded.run(graph, {name: images})
+
+    return run, graph.input("image").size, graph.scale
+
+
+def _eval_sr(args) -> int:
+    """PSNR-Y / SSIM-Y of bicubic and of each --fake upscaler on the photos of --real (folder:PATH)."""
+    from .metrics.sr import evaluate_upscalers
+
+    if not args.fake:
+        raise ValueError("gauguin eval sr needs --fake MODEL[,MODEL...] (super-resolution checkpoints or exports)")
+    models, scales = {}, set()
+    for source in args.fake.split(","):
+        model, channels, scale = _upscale_model(Path(source), "cpu", "fp32", None)
+        models[Path(source).name or source] = (model, channels)
+        scales.add(scale)
+    if len(scales) != 1:
+        raise ValueError(f"the models upscale by different factors ({sorted(scales)}); compare one scale at a time")
+    folder = Path(args.real.removeprefix("folder:"))
+    report = evaluate_upscalers(models, _image_files(folder, recursive=True)[: args.n], scales.pop())
+    for name, scores in report["scores"].items():
+        print(f"{name:<24} PSNR-Y {scores['psnr']:6.2f} dB   SSIM-Y {scores['ssim']:.4f}   ({scores['protocol']}, "
+              f"{len(report['files'])} photos)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _upscale(args) -> int:
+    """Upscale every image under --input into --out (PNG, same bit depth and channels), tile by tile."""
+    from .upscale import upscale_file
+
+    if args.precision == "auto":  # bf16 where the CPU has native bf16 kernels, as training picks it
+        from .training.loop import resolve_precision
+
+        import torch
+
+        args.precision = resolve_precision("auto", torch.device(args.device))
+    model, channels, scale = _upscale_model(Path(args.model), args.device, args.precision, args.threads)
+    if scale < 2:
+        raise ValueError(f"{args.model} does not upscale (its outputs are its inputs' size): use gauguin translate")
+    if args.scale and args.scale != scale:
+        raise ValueError(f"{args.model} upscales x{scale}, not x{args.scale}: drop --scale or train with scale={args.scale}")
+    source, out = Path(args.input), Path(args.out)
+    files = _image_files(source, recursive=True)
+    failed = []
+    for path in files:
+        target = out / (path.relative_to(source) if source.is_dir() else Path(path.name)).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            upscale_file(model, channels, scale, path, target, args.tile, args.overlap, progress=not args.quiet)
+        except ValueError as err:  # a bad file: named, skipped, the others written
+            failed.append(str(err))
+            print(f"gauguin: skipped {err}", file=sys.stderr)
+    print(f"gauguin: upscaled {len(files) - len(failed)} image(s) x{scale} into {out}/"
+          + (f"; {len(failed)} skipped" if failed else ""))
+    return 1 if failed else 0
+
+
 def _experiment(args) -> int:
     from .config import TrainConfig
     from .experiments.simgan_tstr import format_report, simgan_tstr
@@ -167,6 +244,8 @@ def _eval(args) -> int:
         print(f"gauguin: segmenter {done['path']}: mIoU {done['miou']:.3f}, pixel accuracy "
               f"{done['pixel_accuracy']:.3f} on the real held-out split ({done['seconds']:.0f} s)")
         return 0
+    if args.action == "sr":
+        return _eval_sr(args)
     from .metrics.evaluate import evaluate, format_table
 
     if not args.fake:
@@ -278,11 +357,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="translated", help="output folder")
     p.set_defaults(run=_translate)
 
+    p = sub.add_parser("upscale", help="super-resolve images of any size, tile by tile, without seams")
+    p.add_argument("model", help="a super-resolution checkpoint or run folder, or its ONNX export folder")
+    p.add_argument("--input", required=True, help="an image file or a folder of images (sub-folders kept)")
+    p.add_argument("--out", default="upscaled", help="output folder (PNG, the input's bit depth and channels)")
+    p.add_argument("--scale", type=int, help="check that the model upscales by this factor")
+    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (bounds memory)")
+    p.add_argument("--overlap", type=int, default=16, help="context pixels around each tile (no seams)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="fp32",
+                   help="checkpoints: fp32 or bf16 (auto: bf16 where native); exports: fp32 or int8")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (exports)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_upscale)
+
     p = sub.add_parser("eval", help="evaluate generated images against real ones (FID, KID, IS, ...)",
                        description="Metrics by protocol; reference features are cached by content hash.")
-    p.add_argument("action", nargs="?", choices=["train-classifier", "train-segmenter"],
+    p.add_argument("action", nargs="?", choices=["train-classifier", "train-segmenter", "sr"],
                    help="train-classifier: train the fmnist extractor on real Fashion-MNIST; train-segmenter: "
-                        "train the segmenter of the miou metric on real pairs of --data")
+                        "train the segmenter of the miou metric on real pairs of --data; sr: PSNR-Y / SSIM-Y "
+                        "(border = scale) of bicubic and the --fake upscalers on the photos of --real folder:PATH")
     p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr,miou")
     p.add_argument("--real", default="fashion-mnist:test",
                    help="fashion-mnist:test|train, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH (held-out split), folder:PATH")

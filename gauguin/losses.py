@@ -32,6 +32,7 @@ __all__ = [
     "drift_penalty",
     "feature_matching_loss",
     "multiscale_feature_matching_loss",
+    "relativistic_average_losses",
 ]
 
 
@@ -200,6 +201,20 @@ def local_adversarial_loss(logits: Tensor, real: bool) -> Tensor:
     class (1 = real, 0 = refined), averaged over patches and images."""
     target = torch.full((logits.shape[0], *logits.shape[2:]), int(real), dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits.float(), target)
+
+
+def relativistic_average_losses(real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(D's loss, G's loss) of the relativistic average GAN (Jolicoeur-Martineau 2018; ESRGAN Eq. 1-2):
+    D_Ra(a, b) = σ(C(a) − E[C(b)]); L_D = −E[log D_Ra(x_r, x_f)] − E[log(1 − D_Ra(x_f, x_r))] and
+    L_G = −E[log(1 − D_Ra(x_r, x_f))] − E[log D_Ra(x_f, x_r)]. In G's step pass ``real_logits``
+    without gradients; both terms are written with BCE-with-logits, so they are stable."""
+    real, fake = real_logits.float(), fake_logits.float()
+    real_vs_fake, fake_vs_real = real - fake.mean(), fake - real.mean()
+    ones, zeros = torch.ones_like(real_vs_fake), torch.zeros_like(real_vs_fake)
+    bce = F.binary_cross_entropy_with_logits
+    d_loss = bce(real_vs_fake, ones) + bce(fake_vs_real, torch.zeros_like(fake_vs_real))
+    g_loss = bce(real_vs_fake, zeros) + bce(fake_vs_real, torch.ones_like(fake_vs_real))
+    return d_loss, g_loss
 
 
 def _per_sample_grad_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:

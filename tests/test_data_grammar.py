@@ -29,6 +29,7 @@ from gauguin.data import (
     accepts,
     build,
 )
+from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 SMALL = Preprocessing(crop_size=8, load_size=8)
@@ -74,6 +75,8 @@ def every_kind(folders: dict[str, Path]) -> list[tuple[str, str, type]]:
         (f"folder:{folders['pairs']}", "pairs", PairedFolder),
         ("fashion-mnist", "domains", FashionMNISTDomains),
         (f"folder:{folders['domains']}", "domains", UnpairedFolder),
+        ("fashion-mnist", "sr", FashionMNISTSR),
+        (f"folder:{folders['classes']}", "sr", SRFolder),
     ]
 
 

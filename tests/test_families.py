@@ -29,6 +29,7 @@ TINY = {  # the smallest networks each family builds, on its embedded default da
     "simgan": dict(refiner_width=8, refiner_blocks=1, batch_size=8, buffer_size=16, pretrain_refiner_steps=1,
                    pretrain_discriminator_steps=1),
     "pggan": dict(image_size=8, z_dim=16, fmap_base=64, fmap_max=16, fade_images=32, stable_images=32, batch_size=8),
+    "srgan": dict(width=8, blocks=1, d_width=4, batch_size=4, pretrain_steps=1),
     "toy": dict(batch_size=4),
 }
 EVERY_FAMILY = sorted(FAMILIES) + ["toy"]
@@ -87,7 +88,8 @@ def test_trains_writes_a_grid_and_a_checkpoint_that_load_generator_reads(family,
         if key.startswith(prefix):
             assert torch.equal(state[key[len(prefix):]], value), key
     images = _generated(loaded)
-    assert images.shape[1:] == (loaded.spec.channels, *loaded.spec.image_size) and torch.isfinite(images).all()
+    size = tuple(s * loaded.spec.main.scale for s in loaded.spec.image_size)
+    assert images.shape[1:] == (loaded.spec.channels, *size) and torch.isfinite(images).all()
 
 
 def _generated(loaded) -> torch.Tensor:

@@ -30,6 +30,7 @@ from gauguin.data.paired import FashionMNISTEdges, PairedFolder
 from gauguin.data.preprocessing import Preprocessing, fields_used
 from gauguin.data.protocol import Dataset
 from gauguin.data.silhouettes import FashionMNISTSilhouettes
+from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder
 from gauguin.data.unpaired import FashionMNISTDomains, UnpairedFolder
 
 TASKS = {
@@ -37,6 +38,7 @@ TASKS = {
     "label_maps": "photos with label maps",
     "pairs": "aligned image pairs",
     "domains": "images of two domains",
+    "sr": "photos to super-resolve (LR/HR pairs made from them)",
 }
 # task -> kind -> dataset class; add a kind by adding an entry
 KINDS: dict[str, dict[str, type]] = {
@@ -45,6 +47,7 @@ KINDS: dict[str, dict[str, type]] = {
                    "fashion-mnist": FashionMNISTSilhouettes, "folder": LabelFolder},
     "pairs": {"fashion-mnist": FashionMNISTEdges, "folder": PairedFolder},
     "domains": {"fashion-mnist": FashionMNISTDomains, "folder": UnpairedFolder},
+    "sr": {"fashion-mnist": FashionMNISTSR, "folder": SRFolder},
 }
 ROOTLESS = {"fashion-mnist"}  # written without ":PATH" (a PATH or root is the folder of its files)
 _NOT_OPTIONS = ("self", "root", "split", "prep")

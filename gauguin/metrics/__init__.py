@@ -7,6 +7,7 @@ from .inception_score import inception_score
 from .kid import kernel_inception_distance, mmd2_unbiased
 from .msssim import ms_ssim, ms_ssim_diversity, ssim
 from .prdc import precision_recall_density_coverage
+from .sr import psnr_y, rgb_to_y, sr_scores, ssim_y
 from .swd import sliced_wasserstein
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "InceptionWeightsError", "InceptionWeightsNotFoundError", "create_extractor", "default_classifier_path",
     "extract", "fid_from_features", "frechet_distance", "inception_score", "kernel_inception_distance",
     "load_fmnist_classifier", "load_inception", "mmd2_unbiased", "ms_ssim", "ms_ssim_diversity",
-    "precision_recall_density_coverage", "sliced_wasserstein", "ssim", "train_fmnist_classifier", "wrap_module",
+    "precision_recall_density_coverage", "psnr_y", "rgb_to_y", "sliced_wasserstein", "sr_scores", "ssim", "ssim_y",
+    "train_fmnist_classifier", "wrap_module",
 ]

@@ -15,6 +15,7 @@ FAMILIES = {
     "cyclegan": "gauguin.models.cyclegan:CycleGAN",
     "simgan": "gauguin.models.simgan:SimGAN",
     "pggan": "gauguin.models.pggan:PGGAN",
+    "srgan": "gauguin.models.srgan:SRGAN",
 }
 
 

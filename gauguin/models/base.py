@@ -69,6 +69,7 @@ DATA_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "direction": ("direction", lambda v: v),
     "domain_a": ("domain_a", lambda v: v),
     "domain_b": ("domain_b", lambda v: v),
+    "scale": ("scale", lambda v: v),
 }
 
 

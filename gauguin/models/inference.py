@@ -56,7 +56,8 @@ class Graph:
     from ``min_blocks`` multiples up. ``direction``: what an image translator translates (``AtoB``,
     ``BtoA``). ``replaces``: the generator input this graph's first output stands for (a style
     encoder's mean code is the style ``z``). ``takes_style``: ``run`` also accepts a ``style`` image
-    ``[N, C, H, W]`` in place of its drawn inputs."""
+    ``[N, C, H, W]`` in place of its drawn inputs. ``scale``: outputs are ``scale`` times the size
+    of the data inputs (super-resolution)."""
 
     file: str
     inputs: tuple[Input, ...]
@@ -67,6 +68,7 @@ class Graph:
     direction: str | None = None
     replaces: str | None = None
     takes_style: bool = False
+    scale: int = 1
 
     def input(self, kind: str) -> Input | None:
         return next((i for i in self.inputs if i.kind == kind), None)
@@ -78,7 +80,8 @@ class Graph:
 
 @dataclasses.dataclass(frozen=True)
 class InferenceSpec:
-    """A family's generator as callers see it: ``graphs[0]`` makes the images (for image translators
+    """A family's generator as callers see it (``image_size``: of its data inputs, or of the
+    images made where it takes none): ``graphs[0]`` makes the images (for image translators
     with two directions, ``graphs`` holds one per direction); further graphs with ``replaces`` are
     auxiliary (a style encoder). ``settings``: values a server or reader of model.json may want
     (recorded, not interpreted)."""
@@ -151,9 +154,11 @@ def grid_rows(*rows: Tensor) -> Tensor:
 
 
 def picture_of(inputs: Mapping[str, Tensor], graph: Graph) -> Tensor:
-    """A translating graph's first data input as RGB images: label maps in colour, images as they are."""
+    """A translating graph's first data input as images: label maps in colour, images as they are;
+    enlarged (nearest) to the output's size where the graph upscales."""
     from ..nn.labels import colorize_labels
 
     first = graph.data_inputs[0]
     value = inputs[first.name]
-    return colorize_labels(value, first.size) if first.kind == "label_map" else value
+    value = colorize_labels(value, first.size) if first.kind == "label_map" else value
+    return torch.nn.functional.interpolate(value, scale_factor=graph.scale) if graph.scale > 1 else value

@@ -26,6 +26,7 @@ __all__ = ["VGG19", "VGGLoss", "VGGWeightsError", "load_vgg19"]
 _CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
 TAPS = (1, 6, 11, 20, 29)  # indices in ``features`` of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
 LAYER_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONV5_4 = 34  # index of conv5_4 (before its ReLU): ESRGAN's perceptual layer (Wang et al. 2018 §3.3)
 # keys of a full torchvision vgg19 state dict that this truncated network does not use
 _IGNORED = {f"features.{i}.{p}" for i in (30, 32, 34) for p in ("weight", "bias")} | {
     f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")
@@ -39,22 +40,28 @@ class VGGWeightsError(ValueError):
 
 
 class VGG19(nn.Module):
-    """VGG19 convolutional features up to relu5_1; ``forward`` returns the five relu*_1 maps.
+    """VGG19 convolutional features up to relu5_1, ``forward`` returning the five relu*_1 maps; or,
+    ``through="conv5_4"``, up to conv5_4 before its ReLU, returning that one map.
 
     Expects ImageNet-normalised RGB input (see :meth:`normalize`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, through: str = "relu5_1") -> None:
         super().__init__()
+        if through not in ("relu5_1", "conv5_4"):
+            raise ValueError(f"VGG19 features run through relu5_1 or conv5_4, not {through!r}")
         layers: list[nn.Module] = []
         channels = 3
-        for v in _CFG:
+        for v in _CFG + ([512, 512, 512] if through == "conv5_4" else []):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 layers += [nn.Conv2d(channels, int(v), 3, padding=1), nn.ReLU(inplace=True)]
                 channels = int(v)
+        if through == "conv5_4":
+            layers.pop()  # the features before the activation
         self.features = nn.Sequential(*layers)
+        self.taps = TAPS if through == "relu5_1" else (CONV5_4,)
 
     @staticmethod
     def normalize(x: Tensor) -> Tensor:
@@ -67,7 +74,7 @@ class VGG19(nn.Module):
         outputs = []
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i in TAPS:
+            if i in self.taps:
                 outputs.append(x)  # every tap is followed by a conv, so in-place ReLUs never overwrite it
         return outputs
 
@@ -108,15 +115,16 @@ def _summary(label: str, keys: Sequence[str]) -> str:
     return f"{len(keys)} {label}: {', '.join(keys[:5])}{more}"
 
 
-def load_vgg19(path: str | Path, device: str | torch.device = "cpu") -> VGG19:
-    """VGG19 features with weights from ``path`` (.pth/.pt state dict or .safetensors), frozen, eval mode.
+def load_vgg19(path: str | Path, device: str | torch.device = "cpu", through: str = "relu5_1") -> VGG19:
+    """VGG19 features (through ``through``) with weights from ``path`` (.pth/.pt state dict or
+    .safetensors), frozen, eval mode.
 
     Raises FileNotFoundError for a missing file and :class:`VGGWeightsError` (a ValueError) for
     an unreadable file or one whose keys or shapes do not fit torchvision's vgg19 layout.
     """
     path = Path(path).expanduser()
     state = _read_tensors(path)
-    model = VGG19()
+    model = VGG19(through)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own) - _IGNORED)
@@ -138,7 +146,8 @@ def load_vgg19(path: str | Path, device: str | torch.device = "cpu") -> VGG19:
 
 class VGGLoss(nn.Module):
     """Perceptual loss Σ_i w_i · mean|φ_i(x) - φ_i(y)| over VGG19 relu1_1 ... relu5_1 (Johnson
-    et al. 2016; weights 1/32, 1/16, 1/8, 1/4, 1 of pix2pixHD §3.3).
+    et al. 2016; weights 1/32, 1/16, 1/8, 1/4, 1 of pix2pixHD §3.3), or over the one conv5_4 map
+    of a ``VGG19(through="conv5_4")`` (ESRGAN §3.3, weight 1).
 
     ``x`` (generated) and ``y`` (real) are images in [-1, 1], converted here to ImageNet
     normalisation (the official SPADE/pix2pixHD code feeds [-1, 1] unnormalised). ``y``'s
@@ -147,9 +156,10 @@ class VGGLoss(nn.Module):
 
     weights = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
-    def __init__(self, vgg: VGG19):
+    def __init__(self, vgg: VGG19, weights: tuple[float, ...] | None = None):
         super().__init__()
         self.vgg = vgg.eval().requires_grad_(False)
+        self.weights = weights or (self.weights if len(vgg.taps) == 5 else (1.0,) * len(vgg.taps))
         self._casts: dict[tuple, VGG19] = {}  # frozen weights, so cast once per dtype / device / layout
 
     def train(self, mode: bool = True) -> VGGLoss:

@@ -231,6 +231,36 @@ class TorchBackend:
         return code[0].float().cpu().numpy()
 
 
+class ImageGraph:
+    """An exported image translator (one graph of an export folder taking one ``image`` input) as a
+    callable on tensors ``[N, C, h, w]`` in [-1, 1], for tiled upscaling (``gauguin upscale``).
+    ``scale``: how much larger its outputs are (1: a same-size translator)."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None, precision: str = "fp32"):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / MODEL_JSON).read_text())
+        graphs = meta.get("graphs") or {}
+        file = "generator_int8.onnx" if precision == "int8" else "generator.onnx"
+        entry = graphs.get(file)
+        declared = (entry or {}).get("declared_inputs") or []
+        if entry is None or len(declared) != 1 or declared[0]["kind"] != "image":
+            raise ValueError(f"{self.folder} holds no {file} taking one image (an export of an image model, "
+                             f"--quantize int8 for int8); export the checkpoint again with `gauguin export`")
+        if not entry.get("spatial", {}).get("dynamic"):
+            raise ValueError(f"{self.folder / file} has fixed height and width; tiles need dynamic axes: export "
+                             "the checkpoint again with this gauguin")
+        self.name, self.channels, self.scale = declared[0]["name"], int(declared[0]["size"]), int(entry.get("scale", 1))
+        self.session = ort.InferenceSession(str(self.folder / file), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, images):
+        import torch
+
+        return torch.from_numpy(self.session.run(["image"], {self.name: images.float().numpy()})[0])
+
+
 # ---------------------------------------------------------------------------- request decoding
 def resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An id map ``[H, W, ...]`` at ``size`` by nearest neighbour (pixel centres, as PyTorch's ``nearest-exact``)."""

@@ -103,12 +103,15 @@ class ExportGraph:
         bh, bw = self.blocks()
         return [(2, self.size), (1, (self.multiple * (bh + 1), self.multiple * (bw + 2)))]
 
-    def axes(self, ndim: int) -> dict[int, str]:
+    def axes(self, ndim: int, output: bool = False) -> dict[int, str]:
         """Dynamic axes of an input or output of rank ``ndim``: batch, and height / width (the last two
-        axes of maps [N, H, W] and images [N, C, H, W]) where the size is dynamic."""
+        axes of maps [N, H, W] and images [N, C, H, W]) where the size is dynamic; an upscaling
+        graph's outputs are ``{scale}*height`` by ``{scale}*width``."""
         axes = {0: "batch"}
         if self.multiple and ndim in (3, 4):
-            axes.update({ndim - 2: "height", ndim - 1: "width"})
+            scale = self.spec.scale if output and self.spec is not None else 1
+            prefix = f"{scale}*" if scale > 1 else ""
+            axes.update({ndim - 2: f"{prefix}height", ndim - 1: f"{prefix}width"})
         return axes
 
 
@@ -225,8 +228,9 @@ def to_onnx(graph: ExportGraph, opset: int = OPSET, device: torch.device | str =
             detail = (str(root).strip().splitlines() or [""])[0]
             raise ExportError(f"torch.onnx could not export {graph.file}: {type(root).__name__}: {detail} "
                               "(rerun with --debug for the whole trace)") from err
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*proto.graph.input, *proto.graph.output]}
-    _name_axes(proto, {name: graph.axes(rank) for name, rank in ranks.items()}, graph.file)
+    axes = {v.name: graph.axes(len(v.type.tensor_type.shape.dim)) for v in proto.graph.input}
+    axes.update({v.name: graph.axes(len(v.type.tensor_type.shape.dim), output=True) for v in proto.graph.output})
+    _name_axes(proto, axes, graph.file)
     try:
         return proto.SerializeToString()
     except ValueError as err:  # protobuf's 2 GB limit
@@ -352,7 +356,7 @@ def _declared(graph: Graph) -> dict[str, Any]:
     """What model.json records of a graph's declaration: each input's kind and size (how a server
     draws or reads it), its direction, and which generator input its output stands for."""
     return {"declared_inputs": [i.to_dict() for i in graph.inputs], "direction": graph.direction,
-            "replaces": graph.replaces}
+            "replaces": graph.replaces, "scale": graph.scale}
 
 
 def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) -> tuple[str, bytes, dict[str, Any]]:
@@ -373,7 +377,7 @@ def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) 
         raise QuantizationError(f"int8 quantization of generator.onnx failed ({type(err).__name__}: "
                                 f"{(str(err).strip().splitlines() or [''])[0][:200]}); export without --quantize") from err
     described = {k: entry[k] for k in ("inputs", "outputs", "dynamic_axes", "spatial", "declared_inputs",
-                                       "direction", "replaces")}
+                                       "direction", "replaces", "scale")}
     return INT8_FILE, model, {"file": INT8_FILE, "bytes": len(model), **described,
                               "quantization": {**quality, "inputs": source}}
 

@@ -278,7 +278,9 @@ class Trainer:
 
     def _data_summary(self) -> str:
         info = self.data_info
-        return f"{info.num_labels} labels" if info.num_labels else f"{info.num_classes} classes"
+        if info.num_labels:
+            return f"{info.num_labels} labels"
+        return f"{info.num_classes} classes" if info.num_classes > 1 else "no classes"
 
     # ------------------------------------------------------------------ sampling and metric
     def sampling_generator(self) -> nn.Module:
