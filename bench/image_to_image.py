@@ -28,21 +28,20 @@ FAMILIES = ("pix2pix", "cyclegan", "pix2pixhd")
 
 
 def plain_iteration(trainer: Trainer, G, D, opt_g, opt_d, batch: dict) -> None:
-    """The family's own losses, scheduled as the reference code does (see the module docstring)."""
-    family, reuse = trainer.family, trainer.family.cfg.d_steps_per_g_step
-    family.cfg.d_steps_per_g_step = 2  # the families reuse fakes only for one D step per G step
-    try:
-        loss_d, _ = family.d_loss(G, D, batch, 0)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g, _ = family.g_loss(G, D, batch, 0)  # G runs again; D's weight gradients are computed too
-        opt_g.zero_grad(set_to_none=True)
-        opt_d.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-    finally:
-        family.cfg.d_steps_per_g_step = reuse
+    """The family's own losses, scheduled as the reference code does (see the module docstring): G runs
+    forward for D's loss without a graph, and again for G's loss; D's weight gradients are computed too."""
+    family = trainer.family
+    with torch.no_grad():
+        fakes = family.fakes(G, batch, 0)
+    loss_d, _ = family.d_loss(D, batch, fakes, 0)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    loss_g, _ = family.g_loss(G, D, batch, family.fakes(G, batch, 0), 0)
+    opt_g.zero_grad(set_to_none=True)
+    opt_d.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
 
 
 def peak_rss_gib() -> float:

@@ -72,7 +72,7 @@ def main() -> None:
             continue
         step = start + count // 2  # the middle of the stage's stable phase
         start += count
-        batch = trainer.next_batch(family.batch_size(step))
+        batch = trainer.next_batch(family.plan(step).batch_size)
         real = family.real_at(batch["image"].contiguous(), stage, 1.0)
         G.set_growth(stage, 1.0), D.set_growth(stage, 1.0), G_ema.set_growth(stage, 1.0)
         best = {"plain": float("inf"), "gauguin": float("inf")}
