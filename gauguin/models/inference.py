@@ -21,9 +21,7 @@ import torch
 from torch import Tensor, nn
 
 Kind = Literal["normal", "uniform", "class", "label_map", "instance", "image"]
-DRAWN: tuple[str, ...] = ("normal", "uniform", "class")
-FROM_DATA: tuple[str, ...] = ("label_map", "instance", "image")
-INTEGER_KINDS: tuple[str, ...] = ("class", "label_map", "instance")
+DRAWN: tuple[str, ...] = ("normal", "uniform", "class")  # the others come from data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +32,6 @@ class Input:
     name: str
     kind: Kind
     size: int = 0
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.int64 if self.kind in INTEGER_KINDS else torch.float32
 
     @property
     def drawn(self) -> bool:

@@ -21,7 +21,7 @@ from ..nn.patchgan import PixelDiscriminator, pix2pix_patchgan
 from ..nn.unet import UnetGenerator
 from .base import Batch, DataInfo, GANFamily, Logs, Pix2PixSchedule, build_data
 from .inference import Graph, InferenceSpec, Input
-from .semantic import LabelMapData, label_map_inputs, one_hot_input
+from .semantic import ConditionedFakes, LabelMapData, label_map_inputs, one_hot_input
 
 
 @dataclasses.dataclass
@@ -94,19 +94,20 @@ class Pix2Pix(GANFamily):
                              {"input": self.cfg.input, "direction": self.cfg.direction})
 
     # ------------------------------------------------------------------ losses
-    def fakes(self, G, batch: Batch, step: int) -> Tensor:
-        return G(self.source(batch))
+    def fakes(self, G, batch: Batch, step: int) -> ConditionedFakes:
+        source = self.source(batch)
+        return ConditionedFakes(G(source), source)
 
-    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
-        source, real = self.source(batch), batch["image"]
+    def d_loss(self, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        source, real = fakes.source, batch["image"]
         real_logits = D(torch.cat([source, real], 1))[-1]  # D returns its layers' outputs, the last is the map
-        fake_logits = D(torch.cat([source, fakes.detach()], 1))[-1]
+        fake_logits = D(torch.cat([source, fakes.image.detach()], 1))[-1]
         loss = 0.5 * self.adversarial.d_loss(real_logits, fake_logits)  # halved: D learns slower than G (§3.3)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
-        source, real = self.source(batch), batch["image"]
-        adversarial = self.adversarial.g_loss(D(torch.cat([source, fakes], 1))[-1])
-        l1 = F.l1_loss(fakes.float(), real.float())
+    def g_loss(self, G, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        source, fake, real = fakes.source, fakes.image, batch["image"]
+        adversarial = self.adversarial.g_loss(D(torch.cat([source, fake], 1))[-1])
+        l1 = F.l1_loss(fake.float(), real.float())
         loss = adversarial + self.cfg.lambda_l1 * l1
         return loss, {"g_adv": adversarial.item(), "g_l1": l1.item(), "g_loss": loss.item()}

@@ -23,7 +23,7 @@ from ..config import ConfigError
 from .base import Batch, DataInfo, Logs, Pix2PixSchedule
 from .inference import Input
 from .pix2pixhd_nets import InstanceFeatureEncoder, build_pix2pixhd_networks, instance_means
-from .semantic import SemanticConfig, SemanticFamily, paired_input
+from .semantic import ConditionedFakes, SemanticConfig, SemanticFamily, paired_input
 
 FEATURE_CHANNELS = 3  # the paper's instance feature width
 
@@ -152,13 +152,14 @@ class Pix2PixHD(SemanticFamily):
             G.feature_center_counts[label] = len(centers)
 
     # ------------------------------------------------------------------ losses
-    def fakes(self, G, batch: Batch, step: int) -> Tensor:
+    def fakes(self, G, batch: Batch, step: int) -> ConditionedFakes:
         if self.cfg.n_local_enhancers:
             G.generator.freeze_global(step < self.cfg.fix_global_steps)  # coarse-to-fine (§3.1)
-        return G(self.semantic(batch), self._features(G, batch["image"], batch))
+        segmap = self.semantic(batch)
+        return ConditionedFakes(G(segmap, self._features(G, batch["image"], batch)), segmap)
 
-    def d_loss(self, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
-        outputs = D(paired_input(self.semantic(batch), fakes.detach(), batch["image"]))  # instance norm keeps
+    def d_loss(self, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        outputs = D(paired_input(fakes.source, fakes.image.detach(), batch["image"]))  # instance norm keeps
         loss = 0.0  # the halves apart
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
@@ -166,9 +167,8 @@ class Pix2PixHD(SemanticFamily):
         loss = loss / len(outputs)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, fakes: Tensor, step: int) -> tuple[Tensor, Logs]:
-        real, fake = batch["image"], fakes
-        segmap = self.semantic(batch)
+    def g_loss(self, G, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        real, fake, segmap = batch["image"], fakes.image, fakes.source
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.lsgan.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}

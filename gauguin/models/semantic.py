@@ -3,7 +3,7 @@ one-hot label map built on the device, generation from label maps and the sample
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +106,16 @@ def one_hot_input(batch: dict[str, Tensor], num_labels: int, use_instances: bool
     if "image" in batch and batch["image"].is_contiguous(memory_format=torch.channels_last):
         segmap = segmap.contiguous(memory_format=torch.channels_last)
     return segmap
+
+
+class ConditionedFakes(NamedTuple):
+    """A conditional generator's fakes with the input they were made from (the one-hot label map, or
+    the input image), so that D's and G's losses reuse it instead of building it again; SPADE adds the
+    style encoder's posterior (mu, logvar) of the real images."""
+
+    image: Tensor
+    source: Tensor
+    posterior: tuple[Tensor, Tensor] | None = None
 
 
 def label_map_inputs(num_labels: int, use_instances: bool) -> tuple[Input, ...]:

@@ -23,7 +23,7 @@ from .. import losses
 from ..config import ConfigError
 from .base import Batch, DataInfo, Logs
 from .inference import Graph, Input
-from .semantic import SemanticConfig, SemanticFamily, paired_input
+from .semantic import ConditionedFakes, SemanticConfig, SemanticFamily, paired_input
 from .spade_nets import ConvEncoder, SPADEGenerator, build_spade_networks, reparameterize
 
 
@@ -118,27 +118,26 @@ class SPADE(SemanticFamily):
         return G(segmap, z=inputs.get("z"), style=inputs.get("style"))
 
     # ------------------------------------------------------------------ losses
-    def fakes(self, G: SPADEModel, batch: Batch, step: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        """The fake images and, with the style encoder, its posterior (mu, logvar) of the real ones."""
+    def fakes(self, G: SPADEModel, batch: Batch, step: int) -> ConditionedFakes:
+        """The fake images, their one-hot label maps and, with the style encoder, its posterior (mu,
+        logvar) of the real images."""
         segmap, posterior, z = self.semantic(batch), None, None
         if G.encoder is not None:
             posterior = G.encode(batch["image"])
             z = reparameterize(*posterior)
-        return G.generator(segmap, z), posterior
+        return ConditionedFakes(G.generator(segmap, z), segmap, posterior)
 
-    def d_loss(self, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
-        segmap = self.semantic(batch)
-        outputs = D(paired_input(segmap, fakes[0].detach(), batch["image"]))  # one batch: instance norm
-        loss = 0.0  # keeps the samples apart
+    def d_loss(self, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        outputs = D(paired_input(fakes.source, fakes.image.detach(), batch["image"]))  # one batch: instance
+        loss = 0.0  # norm keeps the samples apart
         for scale in outputs:
             fake_pred, real_pred = scale[-1].chunk(2)
             loss = loss + self.hinge.d_loss(real_pred, fake_pred)
         loss = loss / len(outputs)
         return loss, {"d_loss": loss.item()}
 
-    def g_loss(self, G, D, batch: Batch, fakes, step: int) -> tuple[Tensor, Logs]:
-        real, (fake, posterior) = batch["image"], fakes
-        segmap = self.semantic(batch)
+    def g_loss(self, G, D, batch: Batch, fakes: ConditionedFakes, step: int) -> tuple[Tensor, Logs]:
+        real, (fake, segmap, posterior) = batch["image"], fakes
         fake_out = D(torch.cat([segmap, fake], 1))
         adversarial = sum(self.hinge.g_loss(scale[-1]) for scale in fake_out) / len(fake_out)
         loss, logs = adversarial, {"g_adv": adversarial.item()}

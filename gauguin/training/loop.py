@@ -26,6 +26,7 @@ from ..metrics import create_extractor, extract, sliced_wasserstein
 from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
+from ..models.base import Plan
 from ..models.inference import draw_inputs, grid_rows, picture_of
 from .distributed import (DistInfo, any_rank, average_gradients, barrier, broadcast_buffers, broadcast_flag,
                           broadcast_module, gather_objects, init_distributed, shutdown)
@@ -187,12 +188,12 @@ class Trainer:
         average_gradients(network, self.dist)
         optimizer.step()
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def train_step(self, step: int, plan: Plan | None = None) -> dict[str, float]:
         """One iteration as the family's ``plan(step)`` says: its D updates, then its G updates; the
         first G update takes the last D batch, and when one D update precedes it also its fakes (made
         with their graph, so G runs forward once). Returns the losses."""
         fam, G, D = self.family, self.G, self.D
-        plan = fam.plan(step)
+        plan = plan or fam.plan(step)
         share = plan.d_updates == 1 and plan.g_updates >= 1
         logs: dict[str, float] = {}
         batch = fakes = None
@@ -251,7 +252,7 @@ class Trainer:
         cfg = self.cfg
         while self.state.step < cfg.steps:
             plan = self.family.plan(self.state.step)
-            logs = self.train_step(self.state.step)
+            logs = self.train_step(self.state.step, plan)
             self.state.step = step = self.state.step + 1
             logger.advance()
             if step % cfg.log_every == 0 or step == cfg.steps:
