@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/image_to_image.py --quick
 	$(BIN)/python bench/pggan.py --quick
 	$(BIN)/python bench/serve.py --quick
+	$(BIN)/python bench/srgan.py --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -27,17 +27,19 @@ from gauguin.training import Trainer
 FAMILIES = ("pix2pix", "cyclegan", "pix2pixhd")
 
 
-def plain_iteration(trainer: Trainer, G, D, opt_g, opt_d, batch: dict) -> None:
+def plain_iteration(trainer: Trainer, G, D, opt_g, opt_d, batch: dict, step: int = 0) -> None:
     """The family's own losses, scheduled as the reference code does (see the module docstring): G runs
-    forward for D's loss without a graph, and again for G's loss; D's weight gradients are computed too."""
+    forward for D's loss without a graph, and again for G's loss; D's weight gradients are computed too.
+    A plan with no D update (a G-alone phase) skips D's."""
     family = trainer.family
-    with torch.no_grad():
-        fakes = family.fakes(G, batch, 0)
-    loss_d, _ = family.d_loss(D, batch, fakes, 0)
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-    loss_g, _ = family.g_loss(G, D, batch, family.fakes(G, batch, 0), 0)
+    if family.plan(step).d_updates:
+        with torch.no_grad():
+            fakes = family.fakes(G, batch, step)
+        loss_d, _ = family.d_loss(D, batch, fakes, step)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    loss_g, _ = family.g_loss(G, D, batch, family.fakes(G, batch, step), step)
     opt_g.zero_grad(set_to_none=True)
     opt_d.zero_grad(set_to_none=True)
     loss_g.backward()

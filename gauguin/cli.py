@@ -164,19 +164,34 @@ def _eval_sr(args) -> int:
     from .metrics.sr import evaluate_upscalers
 
     if not args.fake:
-        raise ValueError("gauguin eval sr needs --fake MODEL[,MODEL...] (super-resolution checkpoints or exports)")
+        raise ValueError("gauguin eval sr needs --fake MODEL[,MODEL...] (super-resolution checkpoints or exports, "
+                         "each PATH or NAME=PATH)")
     models, scales = {}, set()
-    for source in args.fake.split(","):
-        model, channels, scale = _upscale_model(Path(source), "cpu", "fp32", None)
-        models[Path(source).name or source] = (model, channels)
+    for source in args.fake.split(","):  # PATH or NAME=PATH
+        name, _, path = source.rpartition("=")
+        model, channels, scale = _upscale_model(Path(path), "cpu", "fp32", None)
+        models[name or Path(path).name or path] = (model, channels)
         scales.add(scale)
     if len(scales) != 1:
         raise ValueError(f"the models upscale by different factors ({sorted(scales)}); compare one scale at a time")
-    folder = Path(args.real.removeprefix("folder:"))
-    report = evaluate_upscalers(models, _image_files(folder, recursive=True)[: args.n], scales.pop())
+    files = []
+    for part in args.real.split(","):  # folder:PATH, PATH (a folder or an image) or scikit-image
+        if part.strip() == "scikit-image":
+            from .data.sample_photos import scikit_image_photos
+
+            files += scikit_image_photos()
+        else:
+            files += _image_files(Path(part.strip().removeprefix("folder:")), recursive=True)
+    report = evaluate_upscalers(models, files[: args.n], scales.pop(), perceptual=not args.no_patches,
+                                sheet=args.sheet)
+    print(f"{len(report['files'])} held-out photos, x{report['scale']}; PSNR-Y / SSIM-Y border {report['scale']}"
+          + ("" if args.no_patches else "; patch distances on 64 px squares (lower is better)"))
     for name, scores in report["scores"].items():
-        print(f"{name:<24} PSNR-Y {scores['psnr']:6.2f} dB   SSIM-Y {scores['ssim']:.4f}   ({scores['protocol']}, "
-              f"{len(report['files'])} photos)")
+        patches = scores.get("patches")
+        print(f"{name:<24} PSNR-Y {scores['psnr']:6.2f} dB   SSIM-Y {scores['ssim']:.4f}"
+              + (f"   LSWD {patches['lswd']:7.2f}   FD-fmnist {patches['fd_fmnist']:8.3f}" if patches else ""))
+    if args.sheet:
+        print(f"gauguin: wrote {args.sheet} (a row per photo: {' | '.join(report['sheet']['columns'])})")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
     return 0
@@ -376,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["train-classifier", "train-segmenter", "sr"],
                    help="train-classifier: train the fmnist extractor on real Fashion-MNIST; train-segmenter: "
                         "train the segmenter of the miou metric on real pairs of --data; sr: PSNR-Y / SSIM-Y "
-                        "(border = scale) of bicubic and the --fake upscalers on the photos of --real folder:PATH")
+                        "(border = scale) and patch distances of bicubic and the --fake upscalers on the photos of --real "
+                        "(comma-separated folder:PATH, image files, scikit-image: its bundled photos)")
     p.add_argument("--metrics", default="fid,kid,is,pr,msssim", help="comma-separated: fid,kid,is,pr,msssim,accuracy,tstr,miou")
     p.add_argument("--real", default="fashion-mnist:test",
                    help="fashion-mnist:test|train, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH (held-out split), folder:PATH")
@@ -390,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train-segmenter: fashion-mnist, coco-stuff:PATH, cityscapes:PATH, ade20k:PATH, folder:PATH")
     p.add_argument("--epochs", type=int, default=None, help="train-classifier / train-segmenter: epochs")
     p.add_argument("--out", help="JSON report path (train-classifier: the weights path)")
+    p.add_argument("--no-patches", action="store_true", help="sr: PSNR / SSIM only, not the patch distances")
+    p.add_argument("--sheet", help="sr: write a PNG of side-by-side crops (bicubic | models | real), a row per photo")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("refine", help="refine synthetic images with a SimGAN refiner")

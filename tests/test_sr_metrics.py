@@ -109,3 +109,36 @@ def test_bad_inputs_are_named():
         psnr_y(torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 17), 0)
     with pytest.raises(ValueError, match="C = 1"):
         psnr_y(torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 16, 16), 0)
+
+
+def test_patch_distances_are_zero_for_the_real_photos_and_grow_with_blur():
+    """The perceptual protocol: the same squares of every set; the HR photos against themselves score 0 in FD
+    (the SWD draws its 7x7 neighbourhoods per set: a sampling floor above 0), a blurred copy farther than a
+    lightly blurred one, on both the weight-free SWD and the learned FD."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from gauguin.metrics.extractors import wrap_module
+    from gauguin.metrics.sr import aligned_patches, patch_distances
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    photos = [np.asarray(Image.fromarray(np.roll(base, k, 0)).resize((128, 96), Image.Resampling.BICUBIC))
+              for k in range(3)]
+
+    def blurred(radius):
+        return [np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(radius))) for x in photos]
+
+    a, b = aligned_patches([photos, photos], 32, 5, seed=1)
+    assert a.shape == (15, 3, 32, 32) and torch.equal(a, b)
+    torch.manual_seed(0)
+    features = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, 2), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, 2),
+                                   torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
+    extractor = wrap_module(features, "random", input_size=28)
+    scores = patch_distances({"same": photos, "light": blurred(0.7), "heavy": blurred(2.0)}, photos, patch=32,
+                             per_image=64, extractor=extractor)
+    assert abs(scores["same"]["fd_fmnist"]) < 1e-6
+    for key in ("lswd", "fd_fmnist"):
+        assert scores["same"][key] < scores["light"][key] < scores["heavy"][key]
+    with pytest.raises(ValueError, match="smaller than the 64 px patches"):
+        patch_distances({"x": [photos[0][:50]]}, [photos[0][:50]], extractor=extractor)

@@ -97,7 +97,7 @@ def test_the_perceptual_loss_reads_conv5_4_from_a_weights_file(tmp_path):
     batch = {"input": torch.rand(2, 1, 14, 14) * 2 - 1, "image": torch.rand(2, 1, 28, 28) * 2 - 1}
     _, logs = family.g_loss(family.generator, family.discriminator, batch, family.fakes(family.generator, batch, 0), 0)
     assert logs["g_perceptual"] > 0
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth does not exist.*pass its path"):
         SRGAN(SRGANConfig(vgg_weights=str(tmp_path / "missing.pth")), DataInfo(channels=1))
 
 
@@ -177,16 +177,20 @@ def test_upscale_cli_from_a_checkpoint_and_from_its_export(tiny_run, tmp_path):
 
 
 def test_eval_sr_scores_bicubic_and_the_model_on_held_out_photos(tiny_run, tmp_path):
+    """PSNR-Y as computed directly, patch distances for every upscaler, photos from a folder and scikit-image,
+    named models, and the side-by-side sheet (bicubic | model | real, a row per photo)."""
     import json
 
     from gauguin.cli import main
+    from gauguin.data.sample_photos import scikit_image_photos
     from gauguin.metrics.sr import sr_scores
 
     photos = FIXTURES / "coco_stuff" / "val_img"
-    assert main(["eval", "sr", "--fake", str(tiny_run), "--real", f"folder:{photos}", "--n", "2",
-                 "--out", str(tmp_path / "sr.json")]) == 0
+    assert main(["eval", "sr", "--fake", f"tiny={tiny_run}", "--real", f"folder:{photos},scikit-image", "--n", "9",
+                 "--out", str(tmp_path / "sr.json"), "--sheet", str(tmp_path / "sheet.png")]) == 0
     report = json.loads((tmp_path / "sr.json").read_text())
-    assert list(report["scores"]) == ["bicubic", "run"] and len(report["files"]) == 2 and report["scale"] == 2
+    assert list(report["scores"]) == ["bicubic", "tiny"] and report["scale"] == 2
+    assert report["files"][-1] == str(scikit_image_photos()[0]) and len(report["files"]) == 9
     first = np.asarray(Image.open(report["files"][0]).convert("RGB"))
     h, w = (s - s % 2 for s in first.shape[:2])
     hr = first[:h, :w]
@@ -196,4 +200,60 @@ def test_eval_sr_scores_bicubic_and_the_model_on_held_out_photos(tiny_run, tmp_p
     direct = sr_scores(torch.from_numpy(bicubic).permute(2, 0, 1), torch.from_numpy(hr).permute(2, 0, 1), 2)
     assert report["scores"]["bicubic"]["psnr_per_image"][0] == pytest.approx(direct["psnr"], abs=1e-9)
     assert 15 < report["scores"]["bicubic"]["psnr"] < 45 and all(math.isfinite(v) for v in
-                                                                 report["scores"]["run"]["psnr_per_image"])
+                                                                 report["scores"]["tiny"]["psnr_per_image"])
+    for scores in report["scores"].values():
+        assert scores["patches"]["protocol"] == "sr_patches64" and scores["patches"]["lswd"] > 0
+        assert math.isfinite(scores["patches"]["fd_fmnist"])
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size == (3 * (2 * 96 + 4), 9 * (2 * 96 + 4)) and report["sheet"]["columns"] == ["bicubic", "tiny", "real"]
+
+
+def test_a_photo_folder_gives_crops_per_photo_items_and_decodes_each_photo_once(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"p{k}.png")
+    data = build(f"folder:{tmp_path}", "train", Preprocessing(crop_size=16), task="sr", scale=2, crops_per_photo=5)
+    assert len(data) == 15
+    batch = data.get_batch(list(range(15)))
+    assert batch["input"].shape == (15, 3, 8, 8) and batch["image"].shape == (15, 3, 16, 16)
+    assert len(data.photos.photos) == 3  # decoded once each, kept for the next visits
+    with pytest.raises(BadDataError, match="crops_per_photo=0"):
+        build(f"folder:{tmp_path}", "train", Preprocessing(crop_size=16), task="sr", scale=2, crops_per_photo=0)
+    with pytest.raises(BadDataError, match="crops_per_photo"):  # the embedded garments have no photos to crop
+        build("fashion-mnist", "train", Preprocessing(), task="sr", scale=2, crops_per_photo=4)
+
+
+def test_given_lr_hr_pairs_are_cropped_in_register(tmp_path):
+    """pairs:PATH reads hr/ and lr/ under one name; an LR crop sits exactly under its HR crop (here the LR
+    images are the HR ones' 4x4 block means, which commute with the flips and turns, so a misaligned crop shows)."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "hr").mkdir(), (tmp_path / "lr").mkdir()
+    for k in range(2):
+        hr = rng.integers(0, 256, (41, 66, 3), dtype=np.uint8)  # 1 and 2 px beyond 4x the LR size: cropped off
+        Image.fromarray(hr).save(tmp_path / "hr" / f"p{k}.png")
+        blocks = hr[:40, :64].reshape(10, 4, 16, 4, 3).astype(float).mean(axis=(1, 3))
+        Image.fromarray(blocks.round().astype(np.uint8)).save(tmp_path / "lr" / f"p{k}.png")
+    data = build(f"pairs:{tmp_path}", "train", Preprocessing(crop_size=24), task="sr", scale=4, crops_per_photo=3)
+    batch = data.get_batch(list(range(6)))
+    assert batch["input"].shape == (6, 3, 6, 6) and batch["image"].shape == (6, 3, 24, 24)
+    means = torch.nn.functional.avg_pool2d(batch["image"], 4)
+    assert (batch["input"] - means).abs().max() <= 0.5 / 127.5 + 1e-6  # same corner, flips and turns
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "hr" / "p2.png")
+    with pytest.raises(BadDataError, match=r"no LR image for p2\.png"):
+        build(f"pairs:{tmp_path}", "train", Preprocessing(crop_size=24), task="sr", scale=4)
+    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "lr" / "p2.png")
+    bad = build(f"pairs:{tmp_path}", "train", Preprocessing(crop_size=24), task="sr", scale=4, crops_per_photo=1)
+    with pytest.raises(BadDataError, match=r"p2\.png is 10x10, not 4x its LR image"):
+        bad.get_batch([2])
+    with pytest.raises(BadDataError, match="needs two sub-folders, hr/ and lr/"):
+        build(f"pairs:{tmp_path / 'hr'}", "train", Preprocessing(crop_size=24), task="sr", scale=4)
+
+
+def test_scikit_image_ships_real_colour_photos_for_the_held_out_set():
+    from gauguin.data.sample_photos import SCIKIT_IMAGE_PHOTOS, scikit_image_photos
+
+    files = scikit_image_photos()
+    assert [f.name for f in files] == list(SCIKIT_IMAGE_PHOTOS)
+    for path in files:
+        with Image.open(path) as image:
+            assert image.mode == "RGB" and min(image.size) >= 300

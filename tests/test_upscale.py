@@ -58,7 +58,7 @@ def _quantise(y: torch.Tensor, dtype) -> np.ndarray:
 
 @pytest.mark.parametrize("size,tile,overlap", [
     ((45, 70), 16, 12), ((45, 70), 20, 16), ((45, 70), 7, 12), ((37, 29), 16, 16), ((13, 9), 256, 16),
-    ((13, 9), 16, 16), ((64, 64), 32, 11), ((45, 70), 32, 8)])
+    ((13, 9), 16, 16), ((64, 64), 32, 11), ((45, 70), 32, 8), ((1, 1), 16, 16), ((2, 33), 16, 4)])
 def test_tiled_equals_untiled(rgb_net, size, tile, overlap):
     x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(sum(size))) * 2 - 1
     ref = _untiled(rgb_net, x)

@@ -30,7 +30,7 @@ from gauguin.data.paired import FashionMNISTEdges, PairedFolder
 from gauguin.data.preprocessing import Preprocessing, fields_used
 from gauguin.data.protocol import Dataset
 from gauguin.data.silhouettes import FashionMNISTSilhouettes
-from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder
+from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder, SRPairFolder
 from gauguin.data.unpaired import FashionMNISTDomains, UnpairedFolder
 
 TASKS = {
@@ -47,7 +47,7 @@ KINDS: dict[str, dict[str, type]] = {
                    "fashion-mnist": FashionMNISTSilhouettes, "folder": LabelFolder},
     "pairs": {"fashion-mnist": FashionMNISTEdges, "folder": PairedFolder},
     "domains": {"fashion-mnist": FashionMNISTDomains, "folder": UnpairedFolder},
-    "sr": {"fashion-mnist": FashionMNISTSR, "folder": SRFolder},
+    "sr": {"fashion-mnist": FashionMNISTSR, "folder": SRFolder, "pairs": SRPairFolder},
 }
 ROOTLESS = {"fashion-mnist"}  # written without ":PATH" (a PATH or root is the folder of its files)
 _NOT_OPTIONS = ("self", "root", "split", "prep")

