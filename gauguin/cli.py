@@ -46,9 +46,11 @@ def _sample(args) -> int:
     from .images import make_grid, save_png
 
     loaded = load_generator(args.checkpoint, args.device)
+    out = Path(args.out)
+    if args.per_class is not None:
+        return _sample_class_folders(loaded, args.per_class, out, args.seed, args.checkpoint)
     label = loaded.class_index(args.klass) if args.klass is not None else None
     images = loaded.sample(args.n, seed=args.seed, label=label)
-    out = Path(args.out)
     if out.suffix.lower() == ".png":
         save_png(make_grid(images, args.columns), out)
         print(f"gauguin: wrote a grid of {args.n} samples to {out}")
@@ -56,6 +58,32 @@ def _sample(args) -> int:
         for i, image in enumerate(images):
             save_png(image, out / f"{i:06d}.png")
         print(f"gauguin: wrote {args.n} samples to {out}/")
+    return 0
+
+
+def _sample_class_folders(loaded, per_class: int, out: Path, seed: int, source: str) -> int:
+    """``per_class`` samples of every class as ``out/<index>_<name>/NNNNNN.png``: the ImageFolder layout
+    (class folders sorted as the model's classes), which gauguin's folder:PATH and other tools read."""
+    import re
+
+    from .images import save_png
+
+    n = loaded.meta["num_classes"]
+    if loaded.spec.main.input("class") is None or n < 2:
+        raise ValueError(f"--per-class needs a class-conditional model; {source} ({loaded.meta['family']}) draws "
+                         "no classes: train one with conditional=true")
+    if per_class < 1 or out.suffix.lower() == ".png":
+        raise ValueError(f"--per-class writes {per_class} image(s) per class into a folder: give a positive "
+                         f"count and a folder for --out, not {out}")
+    names = loaded.classes or [str(c) for c in range(n)]
+    digits = len(str(n - 1))
+    for c, name in enumerate(names):
+        folder = out / f"{c:0{digits}d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or c}"
+        for start in range(0, per_class, 256):
+            images = loaded.sample(min(256, per_class - start), seed=seed + 1_000_003 * c + start, label=c)
+            for i, image in enumerate(images, start):
+                save_png(image, folder / f"{i:06d}.png")
+    print(f"gauguin: wrote {per_class} samples of each of {n} classes to {out}/ (a folder per class)")
     return 0
 
 
@@ -151,10 +179,11 @@ def _upscale_model(source: Path, device: str, precision: str, threads: int | Non
     graph = loaded.spec.translator()
     name = graph.input("image").name
     autocast = torch.autocast(loaded.device.type, torch.bfloat16, enabled=precision == "bf16")
+    loaded.generator.to(memory_format=torch.channels_last)  # oneDNN's fast convolution layout
 
     def run(images):
         with torch.inference_mode(), autocast:
-            return loaded.run(graph, {name: images})
+            return loaded.run(graph, {name: images.contiguous(memory_format=torch.channels_last)})
 
     return run, graph.input("image").size, graph.scale
 
@@ -357,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="samples.png", help="a .png path for a grid, or a folder for one file per sample")
+    p.add_argument("--per-class", type=int, metavar="K",
+                   help="K samples of every class into --out/<index>_<class>/ (a class-folder dataset)")
     p.set_defaults(run=_sample)
 
     p = sub.add_parser("translate", help="images from a label map (SPADE) or from images (pix2pix, CycleGAN)")

@@ -32,6 +32,16 @@ def test_train_sample_info_resume(tmp_path):
     gauguin("sample", run, "--n", 12, "--class", "7", "--seed", 1, "--out", tmp_path / "t.png")
     assert np.array_equal(a, np.asarray(Image.open(tmp_path / "t.png"))), "same seed and class, same samples"
 
+    gauguin("sample", run, "--per-class", 3, "--seed", 1, "--out", tmp_path / "folders")
+    folders = sorted(p.name for p in (tmp_path / "folders").iterdir())
+    assert folders[0] == "0_T-shirt_top" and folders[7] == "7_Sneaker" and len(folders) == 10
+    assert sorted(p.name for p in (tmp_path / "folders" / "7_Sneaker").iterdir()) == ["000000.png", "000001.png",
+                                                                                     "000002.png"]
+    from gauguin.data import Preprocessing, build
+
+    dataset = build(f"folder:{tmp_path / 'folders'}", "train", Preprocessing(crop_size=28, channels=1), task="classes")
+    assert len(dataset) == 30 and list(dataset.classes)[7] == "7_Sneaker"  # the layout class-folder readers take
+
     info = json.loads(gauguin("info", run, "--json").stdout)
     assert info["family"] == "dcgan" and info["step"] == 2 and info["classes"][7] == "Sneaker"
     assert "generator_ema" in gauguin("info", run).stdout
@@ -64,3 +74,11 @@ def test_corrupt_checkpoint_is_named_and_skipped(tmp_path):
     assert json.loads(done.stdout)["step"] == 2 and str(weights) in done.stderr
     done = gauguin("sample", tmp_path, "--class", "Unicorn", check=False)
     assert done.returncode == 1 and "unknown class 'Unicorn'" in done.stderr
+
+
+def test_per_class_samples_need_a_class_conditional_model(tmp_path):
+    gauguin("train", "dcgan", *TINY, "steps=1", "conditional=false", f"out_dir={tmp_path / 'run'}")
+    done = gauguin("sample", tmp_path / "run", "--per-class", 2, "--out", tmp_path / "f", check=False)
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert "--per-class needs a class-conditional model" in done.stderr and "conditional=true" in done.stderr
+    assert not (tmp_path / "f").exists()

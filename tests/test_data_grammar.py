@@ -29,7 +29,7 @@ from gauguin.data import (
     accepts,
     build,
 )
-from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder
+from gauguin.data.sr_pairs import FashionMNISTSR, SRFolder, SRPairFolder
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 SMALL = Preprocessing(crop_size=8, load_size=8)
@@ -43,7 +43,7 @@ def save(array: np.ndarray, path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
-    """One small folder per folder kind: class images, ADE20K, label pairs, A|B pairs, two domains."""
+    """One small folder per folder kind: class images, ADE20K, label pairs, A|B pairs, two domains, LR/HR pairs."""
     root = tmp_path_factory.mktemp("grammar")
     rng = np.random.default_rng(0)
     photo = lambda: rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)  # noqa: E731
@@ -57,8 +57,10 @@ def folders(tmp_path_factory) -> dict[str, Path]:
         save(np.concatenate([photo(), photo()], 1), root / "pairs" / "val" / f"{name}.png")
         save(photo(), root / "domains" / "valA" / f"{name}.png")
         save(photo(), root / "domains" / "valB" / f"{name}.png")
+        save(photo(), root / "sr_pairs" / "hr" / f"{name}.png")
+        save(photo()[:2, :3], root / "sr_pairs" / "lr" / f"{name}.png")  # the HR photos' size / 4
     return {"classes": root / "classes", "ade20k": root / "ade", "label_maps": root / "labels",
-            "pairs": root / "pairs", "domains": root / "domains"}
+            "pairs": root / "pairs", "domains": root / "domains", "sr_pairs": root / "sr_pairs"}
 
 
 def every_kind(folders: dict[str, Path]) -> list[tuple[str, str, type]]:
@@ -77,6 +79,7 @@ def every_kind(folders: dict[str, Path]) -> list[tuple[str, str, type]]:
         (f"folder:{folders['domains']}", "domains", UnpairedFolder),
         ("fashion-mnist", "sr", FashionMNISTSR),
         (f"folder:{folders['classes']}", "sr", SRFolder),
+        (f"pairs:{folders['sr_pairs']}", "sr", SRPairFolder),
     ]
 
 

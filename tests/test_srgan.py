@@ -1,4 +1,5 @@
 """Super-resolution: networks, losses, LR/HR data, the two-phase schedule, learning against bicubic."""
+import json
 import math
 
 import numpy as np
@@ -174,13 +175,16 @@ def test_upscale_cli_from_a_checkpoint_and_from_its_export(tiny_run, tmp_path):
     assert np.abs(np.asarray(Image.open(tmp_path / "x" / "a.png")).astype(int) - a.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="upscales x2, not x4"):
         main(["--debug", "upscale", str(tiny_run), "--input", str(photos / "a.png"), "--scale", "4"])
+    meta = json.loads((tmp_path / "onnx" / "model.json").read_text())  # as an export with fixed sizes records it
+    meta["graphs"]["generator.onnx"]["spatial"]["dynamic"] = False
+    (tmp_path / "onnx" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="generator.onnx has fixed height and width; tiles need dynamic axes"):
+        main(["--debug", "upscale", str(tmp_path / "onnx"), "--input", str(photos / "a.png")])
 
 
 def test_eval_sr_scores_bicubic_and_the_model_on_held_out_photos(tiny_run, tmp_path):
     """PSNR-Y as computed directly, patch distances for every upscaler, photos from a folder and scikit-image,
     named models, and the side-by-side sheet (bicubic | model | real, a row per photo)."""
-    import json
-
     from gauguin.cli import main
     from gauguin.data.sample_photos import scikit_image_photos
     from gauguin.metrics.sr import sr_scores
