@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, help="check that the model upscales by this factor")
     p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (bounds memory)")
     p.add_argument("--overlap", type=int, default=16, help="context pixels around each tile (no seams)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="fp32",
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
                    help="checkpoints: fp32 or bf16 (auto: bf16 where native); exports: fp32 or int8")
     p.add_argument("--threads", type=int, help="onnxruntime threads (exports)")
     p.add_argument("--device", default="cpu")

@@ -154,7 +154,7 @@ def test_upscale_cli_from_a_checkpoint_and_from_its_export(tiny_run, tmp_path):
     Image.fromarray((rng.integers(0, 65536, (19, 21))).astype(np.uint16)).save(photos / "b16.png")
     (photos / "broken.png").write_bytes(b"not a png")
     assert main(["upscale", str(tiny_run), "--input", str(photos), "--out", str(tmp_path / "out"), "--tile", "8",
-                 "--overlap", "16", "--quiet"]) == 1  # one skipped
+                 "--overlap", "16", "--precision", "fp32", "--quiet"]) == 1  # one skipped
     a = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert a.shape == (46, 74) and a.dtype == np.uint8
     b = Image.open(tmp_path / "out" / "b16.png")
@@ -169,6 +169,10 @@ def test_upscale_cli_from_a_checkpoint_and_from_its_export(tiny_run, tmp_path):
 
     whole = upscale_image(model, grey, 2, tile=256, overlap=0)
     assert np.abs(whole.astype(int) - a.astype(int)).max() <= 1  # 8 px tiles with 16 px of context: no seams
+    assert main(["upscale", str(tiny_run), "--input", str(photos / "a.png"), "--out", str(tmp_path / "auto"),
+                 "--quiet"]) == 0  # the default, auto: bf16 where the CPU has it natively
+    auto = np.asarray(Image.open(tmp_path / "auto" / "a.png")).astype(int)
+    assert auto.shape == a.shape and np.abs(auto - a.astype(int)).mean() < 3  # bf16's rounding, not a black image
     export(tiny_run, tmp_path / "onnx")
     assert main(["upscale", str(tmp_path / "onnx"), "--input", str(photos / "a.png"), "--out", str(tmp_path / "x"),
                  "--quiet"]) == 0
