@@ -40,6 +40,8 @@ class TrainConfig:
     data_root: str = ""  # folder of images (dataset=folder) or of the IDX files ("" = search)
     image_size: int = 32
     channels: int = 1
+    labels_per_class: int = 0  # few labels: only N training images of each class, class-balanced (0 = all)
+    subset_seed: int = 0  # which N images (gauguin.data.subsets.balanced_subset)
     # optimisation
     steps: int = 5000  # generator steps
     batch_size: int = 128  # global batch; split over ranks under torchrun

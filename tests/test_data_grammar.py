@@ -185,3 +185,41 @@ def test_preprocessing_value():
         ImageFolder(FIXTURES / "coco_stuff" / "val_img", Preprocessing())
 
 
+
+
+def test_a_class_balanced_labelled_subset_is_drawn_by_its_seed():
+    """The few-labels setting: N training images of each class, the same N for the same seed, others for
+    another; held-out splits stay whole; impossible N and a seed without N are named."""
+    from gauguin.data.subsets import balanced_subset
+
+    few = build("fashion-mnist", "train", Preprocessing(), task="classes", labels_per_class=7, subset_seed=3)
+    assert len(few) == 70 and torch.equal(torch.bincount(few.labels), torch.full((10,), 7))
+    again = build("fashion-mnist", "train", Preprocessing(), task="classes", labels_per_class=7, subset_seed=3)
+    other = build("fashion-mnist", "train", Preprocessing(), task="classes", labels_per_class=7, subset_seed=4)
+    assert torch.equal(few.subset, again.subset) and not torch.equal(few.subset, other.subset)
+    full = build("fashion-mnist", "train", Preprocessing(), task="classes")
+    assert torch.equal(full.images[few.subset], few.images) and torch.equal(full.labels[few.subset], few.labels)
+    assert len(build("fashion-mnist", "test", Preprocessing(), task="classes", labels_per_class=7)) == 10_000
+    with pytest.raises(BadDataError, match="exceeds the smallest class of the Fashion-MNIST train split"):
+        build("fashion-mnist", "train", Preprocessing(), task="classes", labels_per_class=6001)
+    with pytest.raises(BadDataError, match="subset_seed=2 does nothing without labels_per_class"):
+        build("fashion-mnist", "train", Preprocessing(), task="classes", subset_seed=2)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    with pytest.raises(BadDataError, match=r"smallest class of the data \('c'.*labels_per_class <= 1"):
+        balanced_subset(labels, 2, classes=("a", "b", "c"))
+    assert balanced_subset(labels, 1).tolist() in ([a, b, 5] for a in range(3) for b in (3, 4))
+    with pytest.raises(BadDataError, match="1 class"):
+        balanced_subset(torch.zeros(5, dtype=torch.long), 2)
+    with pytest.raises(BadDataError, match="labels_per_class does nothing"):
+        build("fashion-mnist", "train", Preprocessing(), task="label_maps", labels_per_class=7)
+
+
+def test_a_run_config_asks_for_few_labels():
+    from gauguin.models import get_family
+
+    dcgan = get_family("dcgan")
+    cfg = dcgan.config_class.from_dict({"labels_per_class": 5, "subset_seed": 1})
+    assert len(dcgan.build_dataset(cfg, "train")) == 50 and len(dcgan.build_dataset(cfg, "test")) == 10_000
+    pix2pix = get_family("pix2pix")
+    with pytest.raises(BadDataError, match="labels_per_class does nothing"):
+        pix2pix.build_dataset(pix2pix.config_class.from_dict({"labels_per_class": 5}), "train")

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
 from gauguin.data.protocol import FIXED_28_PX, DatasetBase
+from gauguin.data.subsets import balanced_subset
 from gauguin.fileio import user_cache_dir
 
 FASHION_MNIST_CLASSES = (
@@ -185,7 +186,8 @@ class FashionMNIST(DatasetBase, Dataset):
 
     ``split`` is "train" (60,000), "test" (10,000) or "all" (both, 70,000). Images are resized to
     ``prep.crop_size`` (default 28; bilinear, antialiased) and repeated to 3 channels if
-    ``prep.channels=3`` (default 1).
+    ``prep.channels=3`` (default 1). ``labels_per_class``: only that many images of each class of the
+    train split, drawn by ``subset_seed`` (:func:`~gauguin.data.subsets.balanced_subset`; other splits whole).
     """
 
     classes = FASHION_MNIST_CLASSES
@@ -194,7 +196,8 @@ class FashionMNIST(DatasetBase, Dataset):
     ignores = FIXED_28_PX
 
     def __init__(
-        self, split: str = "train", prep: Preprocessing = NO_PREPROCESSING, root: str | Path | None = None
+        self, split: str = "train", prep: Preprocessing = NO_PREPROCESSING, root: str | Path | None = None, *,
+        labels_per_class: int = 0, subset_seed: int = 0,
     ) -> None:
         if split not in ("train", "test", "all"):
             raise ValueError(f"Fashion-MNIST split {split!r} is not one of 'train', 'test', 'all'")
@@ -204,6 +207,13 @@ class FashionMNIST(DatasetBase, Dataset):
         images, labels = zip(*(_load_split(folder, part) for part in parts))
         self.images = torch.cat(images).unsqueeze(1)  # uint8 [N, 1, 28, 28]
         self.labels = torch.cat(labels)  # int64 [N]
+        if subset_seed and not labels_per_class:
+            raise BadDataError(f"subset_seed={subset_seed} does nothing without labels_per_class: set both or neither")
+        self.labels_per_class = labels_per_class if split == "train" else 0  # held-out splits stay whole
+        if self.labels_per_class:  # the few-labels setting: N images of each class (balanced_subset)
+            self.subset = balanced_subset(self.labels, labels_per_class, subset_seed, self.classes,
+                                          "the Fashion-MNIST train split")
+            self.images, self.labels = self.images[self.subset], self.labels[self.subset]
         self.split = split
         self.root = folder
         self.image_size = (prep.crop_size, prep.crop_size)

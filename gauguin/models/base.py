@@ -71,6 +71,8 @@ DATA_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "domain_b": ("domain_b", lambda v: v),
     "scale": ("scale", lambda v: v),
     "crops_per_photo": ("crops_per_photo", lambda v: v),
+    "labels_per_class": ("labels_per_class", lambda v: v or None),
+    "subset_seed": ("subset_seed", lambda v: v or None),
 }
 
 
