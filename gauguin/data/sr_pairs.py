@@ -116,9 +116,9 @@ class _PhotoCache:
         return pixels
 
 
-def _corner(fraction: float, room: int, step: int) -> int:
-    """A crop offset in ``0..room`` drawn by ``fraction`` in [0, 1), a multiple of ``step``."""
-    return min(int(fraction * (room // step + 1)), room // step) * step
+def _corner(fraction: float, room: int) -> int:
+    """A crop offset in ``0..room`` (each equally likely) drawn by ``fraction`` in [0, 1)."""
+    return min(int(fraction * (room + 1)), room)
 
 
 class SRFolder(DatasetBase):
@@ -166,21 +166,21 @@ class SRFolder(DatasetBase):
         return BadDataError(f"{path} is {size[1]}x{size[0]}, smaller than the {crop} crop; lower image_size "
                             "or remove the photo")
 
-    def _pair(self, index: int, corner: tuple[float, float] | None, view: tuple[bool, int]) -> np.ndarray:
+    def _item(self, index: int, corner: tuple[float, float] | None, view: tuple[bool, int]) -> np.ndarray:
         path = self.files[index % len(self.files)]
         pixels = self.photos(path)
         h, w = pixels.shape[:2]
         if min(h, w) < self.crop:
             raise self._too_small(path, (h, w), f"{self.crop} px HR")
         fy, fx = corner if corner is not None else (0.5, 0.5)
-        top, left = _corner(fy, h - self.crop, 1), _corner(fx, w - self.crop, 1)
+        top, left = _corner(fy, h - self.crop), _corner(fx, w - self.crop)
         return _view(pixels[top : top + self.crop, left : left + self.crop], *view)
 
     def get_batch(self, indices: Tensor | Sequence[int]) -> dict[str, Tensor]:
         indices = as_indices(indices, len(self))
         corners = torch.rand(len(indices), 2).tolist() if self.augment else [None] * len(indices)
         views = augment_views(len(indices), self.augment, self.flip)
-        return self._batch(decode_in_threads(self._pair, list(zip(indices, corners, views))))
+        return self._batch(decode_in_threads(self._item, list(zip(indices, corners, views))))
 
     def _batch(self, crops: list[np.ndarray]) -> dict[str, Tensor]:
         return _as_batch(crops, self.scale)
@@ -207,7 +207,7 @@ class SRPairFolder(SRFolder):
                                f"{' ...' if len(missing) > 3 else ''}; give every HR photo its LR one (same name)")
         self.low = [low[path.stem] for path in self.files]
 
-    def _pair(self, index: int, corner: tuple[float, float] | None, view: tuple[bool, int]):
+    def _item(self, index: int, corner: tuple[float, float] | None, view: tuple[bool, int]):
         index %= len(self.files)
         hr, lr = self.photos(self.files[index]), self.photos(self.low[index])
         (h, w), s = lr.shape[:2], self.scale
@@ -218,7 +218,7 @@ class SRPairFolder(SRFolder):
         if min(h, w) < small:
             raise self._too_small(self.low[index], (h, w), f"{small} px LR")
         fy, fx = corner if corner is not None else (0.5, 0.5)
-        top, left = _corner(fy, h - small, 1), _corner(fx, w - small, 1)
+        top, left = _corner(fy, h - small), _corner(fx, w - small)
         lr = lr[top : top + small, left : left + small]
         hr = hr[top * s : (top + small) * s, left * s : (left + small) * s]
         return _view(lr, *view), _view(hr, *view)
