@@ -46,6 +46,32 @@ def plain_iteration(trainer: Trainer, G, D, opt_g, opt_d, batch: dict, step: int
     opt_g.step()
 
 
+def plain_step(trainer: Trainer):
+    """``step -> None``: :func:`plain_iteration` on fp32, default-layout copies of the trainer's networks (with
+    their own Adam optimisers) and on one batch of its data."""
+    cfg = trainer.cfg
+    batch = {k: v.contiguous() for k, v in trainer.next_batch().items()}
+    G = copy.deepcopy(trainer.G).to(memory_format=torch.contiguous_format)
+    D = copy.deepcopy(trainer.D).to(memory_format=torch.contiguous_format)
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
+    return lambda step: plain_iteration(trainer, G, D, opt_g, opt_d, batch, step)
+
+
+def best_seconds(variants: dict, rounds: int, iterations: int) -> dict[str, float]:
+    """Best-of-``rounds`` seconds per call of each variant, interleaved (one warm-up call each)."""
+    for run in variants.values():
+        run()
+    best = {k: float("inf") for k in variants}
+    for _ in range(rounds):
+        for key, run in variants.items():
+            start = time.perf_counter()
+            for _ in range(iterations):
+                run()
+            best[key] = min(best[key], (time.perf_counter() - start) / iterations)
+    return best
+
+
 def peak_rss_gib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -69,23 +95,8 @@ def main() -> None:
         cfg = get_family(name).config_class.from_dict({"batch_size": 4, "out_dir": str(tmp / name),
                                                        "progress": False, **widths})
         trainer = Trainer(name, cfg)
-        batch = trainer.next_batch()
-        plain_batch = {k: v.contiguous() for k, v in batch.items()}
-        G = copy.deepcopy(trainer.G).to(memory_format=torch.contiguous_format)
-        D = copy.deepcopy(trainer.D).to(memory_format=torch.contiguous_format)
-        opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
-        opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
-        variants = {"plain": lambda: plain_iteration(trainer, G, D, opt_g, opt_d, plain_batch),
-                    "gauguin": lambda: trainer.train_step(0)}
-        best = {k: float("inf") for k in variants}
-        for run in variants.values():  # warm-up
-            run()
-        for _ in range(rounds):
-            for key, run in variants.items():
-                start = time.perf_counter()
-                for _ in range(iterations):
-                    run()
-                best[key] = min(best[key], (time.perf_counter() - start) / iterations)
+        plain = plain_step(trainer)
+        best = best_seconds({"plain": lambda: plain(0), "gauguin": lambda: trainer.train_step(0)}, rounds, iterations)
         print(f"{name:<10} {best['plain']:>17.4f} {best['gauguin']:>15.4f} {trainer.precision:>9} "
               f"{best['plain'] / best['gauguin']:>5.2f}x {peak_rss_gib():>8.2f}")
 

@@ -12,17 +12,15 @@ onnxruntime on its export in fp32 and int8 (the int8 export's PSNR against fp32 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from image_to_image import peak_rss_gib, plain_iteration  # noqa: E402
+from image_to_image import best_seconds, peak_rss_gib, plain_step  # noqa: E402
 
 from gauguin.models.srgan import SRGANConfig  # noqa: E402
 from gauguin.training import Trainer, train  # noqa: E402
@@ -31,34 +29,15 @@ from gauguin.upscale import read_image, upscale_image  # noqa: E402
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco_stuff"
 
 
-def best_seconds(variants: dict, rounds: int, iterations: int) -> dict[str, float]:
-    """Best-of-``rounds`` seconds per call of each variant, interleaved (one warm-up call each)."""
-    for run in variants.values():
-        run()
-    best = {k: float("inf") for k in variants}
-    for _ in range(rounds):
-        for key, run in variants.items():
-            start = time.perf_counter()
-            for _ in range(iterations):
-                run()
-            best[key] = min(best[key], (time.perf_counter() - start) / iterations)
-    return best
-
-
 def training(generator: str, values: dict, rounds: int, iterations: int, tmp: Path) -> None:
     cfg = SRGANConfig.from_dict({"generator": generator, "out_dir": str(tmp / generator), "progress": False,
                                  "dataset": f"folder:{PHOTOS / 'train_img'}", "scale": 4, "pretrain_steps": 1,
                                  "steps": 2, **values})
     trainer = Trainer("srgan", cfg)
-    batch = trainer.next_batch()
-    plain_batch = {k: v.contiguous() for k, v in batch.items()}
-    G = copy.deepcopy(trainer.G).to(memory_format=torch.contiguous_format)
-    D = copy.deepcopy(trainer.D).to(memory_format=torch.contiguous_format)
-    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=cfg.betas)
+    plain = plain_step(trainer)
     for phase, step in (("PSNR", 0), ("GAN", 1)):
-        best = best_seconds({"plain": lambda: plain_iteration(trainer, G, D, opt_g, opt_d, plain_batch, step),
-                             "gauguin": lambda: trainer.train_step(step)}, rounds, iterations)
+        best = best_seconds({"plain": lambda: plain(step), "gauguin": lambda: trainer.train_step(step)},
+                            rounds, iterations)
         print(f"{generator:<9} {phase:<5} {best['plain']:>17.3f} {best['gauguin']:>15.3f} {trainer.precision:>9} "
               f"{best['plain'] / best['gauguin']:>5.2f}x {peak_rss_gib():>8.2f}")
 

@@ -161,11 +161,11 @@ def patch_distances(outputs: dict, hr_images: list, patch: int = 64, per_image: 
     names = list(outputs)
     real, *fakes = aligned_patches([hr_images] + [outputs[name] for name in names], patch, per_image, seed)
     extractor = extractor if extractor is not None else create_extractor("fmnist")
-    weights = torch.tensor(Y_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1) / sum(Y_WEIGHTS)
+    span = sum(Y_WEIGHTS)  # Y of [0, 1] RGB lies in [16, 16 + span]
 
     def features(squares: torch.Tensor) -> np.ndarray:
-        luma = F.interpolate((squares * weights).sum(1, keepdim=True), size=extractor.input_size,
-                             mode="bilinear", antialias=True, align_corners=False)
+        luma = (rgb_to_y((squares + 1) / 2).float() - Y_OFFSET) * (2 / span) - 1  # in [-1, 1]
+        luma = F.interpolate(luma, size=extractor.input_size, mode="bilinear", antialias=True, align_corners=False)
         with torch.inference_mode():
             return torch.cat([extractor.features(chunk) for chunk in luma.split(256)]).double().numpy()
 
