@@ -4,7 +4,8 @@ losses in this one process (``plain_iteration`` of bench/image_to_image.py: fp32
 again for its loss, D's gradients computed in the G step), in the PSNR phase (G alone) and the GAN phase
 (G and the VGG-style D); (2) ``gauguin upscale`` throughput, megapixels of output per second, of SRResNet
 ×4 on a real 640×480 photo (one of the fixtures' COCO photos), for PyTorch fp32, PyTorch bf16 (autocast), and
-onnxruntime on its export in fp32 and int8 (the int8 export's PSNR against fp32 printed with it).
+onnxruntime on its export in fp32 and int8, each loaded as ``gauguin upscale`` loads it (the int8 export's PSNR
+against fp32 printed with it).
 
     python bench/srgan.py            # the sizes above: several minutes on 2 cores
     python bench/srgan.py --quick    # CI: narrow networks, small patches and a small photo crop
@@ -29,6 +30,12 @@ from gauguin.upscale import read_image, upscale_image  # noqa: E402
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco_stuff"
 
 
+def count_parameters(run: Path) -> int:
+    from gauguin.sampling import load_generator
+
+    return sum(p.numel() for p in load_generator(run).generator.parameters())
+
+
 def training(generator: str, values: dict, rounds: int, iterations: int, tmp: Path) -> None:
     cfg = SRGANConfig.from_dict({"generator": generator, "out_dir": str(tmp / generator), "progress": False,
                                  "dataset": f"folder:{PHOTOS / 'train_img'}", "scale": 4, "pretrain_steps": 1,
@@ -43,8 +50,7 @@ def training(generator: str, values: dict, rounds: int, iterations: int, tmp: Pa
 
 
 def upscaling(values: dict, crop: int | None, rounds: int, tmp: Path) -> None:
-    from gauguin.sampling import load_generator
-    from gauguin.serve.engine import ImageGraph
+    from gauguin.cli import load_upscaler
     from gauguin.serve.export import export
 
     run = tmp / "upscaler"
@@ -55,24 +61,15 @@ def upscaling(values: dict, crop: int | None, rounds: int, tmp: Path) -> None:
     photo = next(p for p in sorted((PHOTOS / "train_img").glob("*.jpg")) if read_image(p).shape[:2] == (480, 640))
     pixels = read_image(photo)
     pixels = pixels[:crop, :crop] if crop else pixels
-    loaded = load_generator(run)
-    graph = loaded.spec.translator()
-    G = loaded.generator.to(memory_format=torch.channels_last)
-
-    def torch_model(precision: str):
-        def model(x):
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
-                return loaded.run(graph, {"input": x.contiguous(memory_format=torch.channels_last)}).float()
-        return model
-
-    models = {"pytorch fp32": torch_model("fp32"), "pytorch bf16": torch_model("bf16"),
-              "onnxruntime fp32": ImageGraph(tmp / "onnx"), "onnxruntime int8": ImageGraph(tmp / "onnx", precision="int8")}
+    models = {f"{backend} {precision}": load_upscaler(source, "cpu", precision, None)[0]
+              for backend, source in (("pytorch", run), ("onnxruntime", tmp / "onnx"))
+              for precision in (("fp32", "bf16") if backend == "pytorch" else ("fp32", "int8"))}
     outputs = {}
     best = best_seconds({k: (lambda m=m, k=k: outputs.__setitem__(k, upscale_image(m, pixels, 4, tile=256, overlap=16)))
                          for k, m in models.items()}, rounds, 1)
     h, w = pixels.shape[:2]
     reference = outputs["pytorch fp32"].astype(np.float64)
-    print(f"\nupscale x4 of {photo.name} ({w}x{h} -> {4 * w}x{4 * h}), SRResNet {sum(p.numel() for p in G.parameters()):,} "
+    print(f"\nupscale x4 of {photo.name} ({w}x{h} -> {4 * w}x{4 * h}), SRResNet {count_parameters(run):,} "
           f"parameters, tiles of 256 px with 16 px of context, {torch.get_num_threads()} threads")
     print(f"{'backend':<17} {'seconds':>8} {'MP/s out':>9} {'vs fp32':>8} {'PSNR vs fp32':>13}")
     for key, seconds in best.items():

@@ -164,8 +164,9 @@ def _refine(args) -> int:
     return 0
 
 
-def _upscale_model(source: Path, device: str, precision: str, threads: int | None):
-    """(callable on [1, C, h, w] tensors in [-1, 1], channels, scale) of a checkpoint or an ONNX export."""
+def load_upscaler(source: Path, device: str, precision: str, threads: int | None):
+    """(callable on [1, C, h, w] tensors in [-1, 1], channels, scale) of a checkpoint (precision fp32 or bf16) or
+    an ONNX export (fp32 or int8), as ``gauguin upscale`` runs it (bench/srgan.py times this path)."""
     if (source / "model.json").is_file():
         from .serve.engine import ImageGraph
 
@@ -198,7 +199,7 @@ def _eval_sr(args) -> int:
     models, scales = {}, set()
     for source in args.fake.split(","):  # PATH or NAME=PATH
         name, _, path = source.rpartition("=")
-        model, channels, scale = _upscale_model(Path(path), "cpu", "fp32", None)
+        model, channels, scale = load_upscaler(Path(path), "cpu", "fp32", None)
         models[name or Path(path).name or path] = (model, channels)
         scales.add(scale)
     if len(scales) != 1:
@@ -236,7 +237,7 @@ def _upscale(args) -> int:
         import torch
 
         args.precision = resolve_precision("auto", torch.device(args.device))
-    model, channels, scale = _upscale_model(Path(args.model), args.device, args.precision, args.threads)
+    model, channels, scale = load_upscaler(Path(args.model), args.device, args.precision, args.threads)
     if scale < 2:
         raise ValueError(f"{args.model} does not upscale (its outputs are its inputs' size): use gauguin translate")
     if args.scale and args.scale != scale:
