@@ -7,6 +7,7 @@
     gauguin refine runs/simgan --input synthetic/ --out refined/
     gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
     gauguin experiment simgan-tstr [--checkpoint runs/simgan] --out runs/simgan_tstr
+    gauguin experiment augment [--labels-per-class 10,50,100,500] [--budget 60] [--quick]
     gauguin info runs/dcgan
     gauguin export runs/spade --format onnx|safetensors [--out DIR] [--opset 18] [--no-check]
     gauguin paint [runs/spade | exported/] [--port 7860] [--backend onnx|torch]
@@ -259,14 +260,41 @@ def _upscale(args) -> int:
 
 
 def _experiment(args) -> int:
+    if args.name == "augment":
+        return _experiment_augment(args)
     from .config import TrainConfig
     from .experiments.simgan_tstr import format_report, simgan_tstr
 
     values = TrainConfig.read_values(None, args.overrides + ([f"steps={args.steps}"] if args.steps else []))
-    report = simgan_tstr(args.checkpoint, args.out, values, classifier_epochs=args.epochs, images=args.images,
+    out = Path(args.out or "runs/simgan_tstr")
+    report = simgan_tstr(args.checkpoint, out, values, classifier_epochs=args.epochs, images=args.images,
                          seed=args.seed, device=args.device)
     print(format_report(report))
-    print(f"gauguin: wrote {Path(args.out) / 'report.json'}")
+    print(f"gauguin: wrote {out / 'report.json'}")
+    return 0
+
+
+def _experiment_augment(args) -> int:
+    from .config import TrainConfig
+    from .experiments import augment
+
+    def numbers(text: str, kind, flag: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ValueError(f"{flag} {text!r} must be comma-separated numbers, e.g. {flag} 10,50") from None
+
+    quick = dict(labels_per_class=(10,), seeds=(0,), budget_minutes=1.5, classifier_steps=60,
+                 unlabelled_images=5000, test_images=2000) if args.quick else {}
+    options = {**quick, **{key: value for key, value in dict(
+        labels_per_class=args.labels_per_class and numbers(args.labels_per_class, int, "--labels-per-class"),
+        seeds=args.seeds and numbers(args.seeds, int, "--seeds"), budget_minutes=args.budget,
+        classifier_steps=args.classifier_steps).items() if value}}
+    overrides = TrainConfig.read_values(None, args.overrides)
+    out = Path(args.out or ("runs/augment_quick" if args.quick else "runs/augment"))
+    report = augment.run(data=args.data, out_dir=out, gan_overrides=overrides, device=args.device, **options)
+    print(augment.format_table(report), end="")
+    print(f"gauguin: wrote {out / 'table.md'}, {out / 'accuracy.png'} and {out / 'report.json'}")
     return 0
 
 
@@ -451,16 +479,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("experiment", help="run a published comparison end to end",
                        description="simgan-tstr: classifiers trained on raw synthetic, refined synthetic and real "
-                                   "images, tested on the real Fashion-MNIST test split.")
-    p.add_argument("name", choices=["simgan-tstr"])
-    p.add_argument("--checkpoint", help="a trained SimGAN refiner (default: train one first)")
-    p.add_argument("--steps", type=int, help="SimGAN iterations when training one")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of each classifier")
-    p.add_argument("--images", type=int, help="synthetic / real training images of the classifiers (default all)")
-    p.add_argument("--seed", type=int, default=0)
+                                   "images, tested on the real Fashion-MNIST test split. augment: does adding a "
+                                   "class-conditional GAN's samples help a classifier with N labels per class?")
+    p.add_argument("name", choices=["simgan-tstr", "augment"])
+    p.add_argument("--checkpoint", help="simgan-tstr: a trained SimGAN refiner (default: train one first)")
+    p.add_argument("--steps", type=int, help="simgan-tstr: SimGAN iterations when training one")
+    p.add_argument("--epochs", type=int, default=3, help="simgan-tstr: epochs of each classifier")
+    p.add_argument("--images", type=int, help="simgan-tstr: synthetic / real training images of the classifiers")
+    p.add_argument("--seed", type=int, default=0, help="simgan-tstr: the seed")
+    p.add_argument("--labels-per-class", help="augment: the labelled-set sizes N (default 10,50,100,500)")
+    p.add_argument("--seeds", help="augment: seeds of each N (default 0,1,2)")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="augment: fashion-mnist, or folder:PATH with PATH/train/<class>/ and PATH/test/<class>/")
+    p.add_argument("--budget", type=float, help="augment: wall-clock minutes of the whole grid (default 60)")
+    p.add_argument("--classifier-steps", type=int, help="augment: optimiser steps of every classifier (default 500)")
+    p.add_argument("--quick", action="store_true", help="augment: N=10, one seed, a 1.5-minute budget (CI)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default="runs/simgan_tstr", help="folder of the report (and of the SimGAN run)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="SimGAN config values when training one")
+    p.add_argument("--out", help="folder of the report (default runs/simgan_tstr, runs/augment)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config values of the SimGAN (simgan-tstr) or the conditional DCGAN (augment) trained")
     p.set_defaults(run=_experiment)
 
     p = sub.add_parser("info", help="describe a checkpoint")

@@ -44,6 +44,7 @@ class TrainConfig:
     subset_seed: int = 0  # which N images (gauguin.data.subsets.balanced_subset)
     # optimisation
     steps: int = 5000  # generator steps
+    max_seconds: float = 0.0  # also stop (with a checkpoint) after this much training wall time (0 = no limit)
     batch_size: int = 128  # global batch; split over ranks under torchrun
     lr_g: float = 2e-4
     lr_d: float = 2e-4

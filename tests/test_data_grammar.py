@@ -223,3 +223,23 @@ def test_a_run_config_asks_for_few_labels():
     pix2pix = get_family("pix2pix")
     with pytest.raises(BadDataError, match="labels_per_class does nothing"):
         pix2pix.build_dataset(pix2pix.config_class.from_dict({"labels_per_class": 5}), "train")
+
+
+def test_a_class_folder_gives_a_labelled_subset(tmp_path):
+    """ImageFolder's labels_per_class: N files of each class sub-folder, the same for the same seed; an N
+    above the smallest class and a one-class folder are named."""
+    rng = np.random.default_rng(0)
+    for name, count in (("boots", 5), ("coats", 3), ("hats", 4)):
+        for i in range(count):
+            save(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), tmp_path / "data" / name / f"{i}.png")
+    spec = f"folder:{tmp_path / 'data'}"
+    few = build(spec, "train", CROP, task="classes", labels_per_class=2, subset_seed=1)
+    assert len(few) == 6 and few.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert [p.parent.name for p in few.files] == ["boots"] * 2 + ["coats"] * 2 + ["hats"] * 2
+    again = build(spec, "train", CROP, task="classes", labels_per_class=2, subset_seed=1)
+    assert few.files == again.files and len(set(few.files)) == 6
+    with pytest.raises(BadDataError, match=r"smallest class of image folder .*\('coats', 3 images\)"):
+        build(spec, "train", CROP, task="classes", labels_per_class=4)
+    save(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), tmp_path / "one" / "only" / "0.png")
+    with pytest.raises(BadDataError, match="1 class"):
+        build(f"folder:{tmp_path / 'one'}", "train", CROP, task="classes", labels_per_class=1)

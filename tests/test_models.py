@@ -61,6 +61,7 @@ def test_registry_suggests_close_names():
     dict(loss="minimax"), dict(loss="nonsaturating", label_smoothing=0.1), dict(loss="lsgan"), dict(loss="hinge"),
     dict(loss="wgan"), dict(loss="wgan-gp"), dict(r1_gamma=10.0), dict(instance_noise=0.1),
     dict(feature_matching=1.0), dict(minibatch_stddev=True), dict(d_batches="joint"), dict(conditional=False),
+    dict(diffaugment="color,translation,cutout", feature_matching=1.0, r1_gamma=1.0),
 ])
 def test_every_loss_and_aid_gives_finite_losses_and_gradients(options):
     cfg = DCGANConfig(image_size=28, g_width=4, d_width=4, z_dim=8, **options)

@@ -224,7 +224,7 @@ def test_a_photo_folder_gives_crops_per_photo_items_and_decodes_each_photo_once(
     assert len(data) == 15
     batch = data.get_batch(list(range(15)))
     assert batch["input"].shape == (15, 3, 8, 8) and batch["image"].shape == (15, 3, 16, 16)
-    assert len(data.photos.photos) == 3  # decoded once each, kept for the next visits
+    assert len(data.photos.items) == 3  # decoded once each, kept for the next visits
     with pytest.raises(BadDataError, match="crops_per_photo=0"):
         build(f"folder:{tmp_path}", "train", Preprocessing(crop_size=16), task="sr", scale=2, crops_per_photo=0)
     with pytest.raises(BadDataError, match="crops_per_photo"):  # the embedded garments have no photos to crop

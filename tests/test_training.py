@@ -22,8 +22,8 @@ def test_sampler_is_resumable_and_sharded():
     assert all(torch.equal(x, c.next_indices()) for x in first[17:])
     ranks = [EpochBatchSampler(100, 8, seed=3, rank=r, world_size=2).next_indices() for r in (0, 1)]
     assert not set(ranks[0].tolist()) & set(ranks[1].tolist())
-    with pytest.raises(ValueError, match="fewer than one batch"):
-        EpochBatchSampler(10, 8, seed=0, world_size=2)
+    with pytest.raises(ValueError, match="fewer than one per rank"):
+        EpochBatchSampler(1, 8, seed=0, world_size=2)
 
 
 def test_sampler_takes_batches_of_other_sizes_and_reads_old_states():
@@ -35,8 +35,24 @@ def test_sampler_takes_batches_of_other_sizes_and_reads_old_states():
     old = EpochBatchSampler(20, 4, seed=1)
     old.load_state_dict({"epoch": 0, "batch": 2})  # checkpoints written before variable batch sizes
     assert torch.equal(old.next_indices(), order[8:12])
-    with pytest.raises(ValueError, match="more than the 20 items"):
-        sampler.next_indices(21)
+
+
+def test_sampler_fills_a_batch_larger_than_the_data_from_whole_epochs():
+    """10 labelled images, batches of 25: each batch is epochs e, e+1 and half of e+2; every image
+    appears 2 or 3 times; a started epoch is left first; a resumed sampler draws the same."""
+    def order(epoch):
+        return torch.randperm(10, generator=torch.Generator().manual_seed(5 + epoch))
+
+    sampler = EpochBatchSampler(10, 25, seed=5)
+    first = sampler.next_indices()
+    assert torch.equal(first, torch.cat([order(0), order(1), order(2)[:5]]))
+    assert set(torch.bincount(first, minlength=10).tolist()) == {2, 3}
+    assert sampler.state_dict() == {"epoch": 3, "position": 0}
+    assert torch.equal(sampler.next_indices(4), order(3)[:4])
+    resumed = EpochBatchSampler(10, 25, seed=5)
+    resumed.load_state_dict(sampler.state_dict())
+    assert torch.equal(sampler.next_indices(), torch.cat([order(4), order(5), order(6)[:5]]))  # left epoch 3
+    assert torch.equal(resumed.next_indices(), torch.cat([order(4), order(5), order(6)[:5]]))
 
 
 def test_ema_follows_the_formula():
@@ -122,3 +138,15 @@ def test_trains_on_a_folder_of_rgb_images(tmp_path):
     meta = load_checkpoint(train("dcgan", cfg))[1]
     assert meta["classes"] == ["cats", "dogs"] and meta["num_classes"] == 2
     assert Image.open(tmp_path / "run" / "samples" / "latest.png").mode == "RGB"
+
+
+def test_max_seconds_ends_a_run_with_a_checkpoint_and_a_grid(tmp_path):
+    """A time-limited run (the augmentation experiment's GANs, time-budgeted benchmarks) stops after
+    max_seconds of training at a step well short of `steps`, and ends like a finished run."""
+    cfg = tiny_config(tmp_path, steps=10**6, max_seconds=1.0, checkpoint_every=10**6, sample_every=10**6,
+                      eval_every=0, log_every=10**6)
+    last = train("dcgan", cfg)
+    step = int(last.name.rpartition("_")[2])
+    assert 1 <= step < 10**6
+    assert (tmp_path / "samples" / f"step_{step:07d}.png").is_file()
+    assert load_checkpoint(last)[1]["step"] == step

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.preprocessing import NO_PREPROCESSING, Preprocessing
 from gauguin.data.protocol import FIXED_28_PX, DatasetBase
-from gauguin.data.subsets import balanced_subset
+from gauguin.data.subsets import labelled_subset
 from gauguin.fileio import user_cache_dir
 
 FASHION_MNIST_CLASSES = (
@@ -187,7 +187,7 @@ class FashionMNIST(DatasetBase, Dataset):
     ``split`` is "train" (60,000), "test" (10,000) or "all" (both, 70,000). Images are resized to
     ``prep.crop_size`` (default 28; bilinear, antialiased) and repeated to 3 channels if
     ``prep.channels=3`` (default 1). ``labels_per_class``: only that many images of each class of the
-    train split, drawn by ``subset_seed`` (:func:`~gauguin.data.subsets.balanced_subset`; other splits whole).
+    train split, drawn by ``subset_seed`` (:func:`~gauguin.data.subsets.labelled_subset`; other splits whole).
     """
 
     classes = FASHION_MNIST_CLASSES
@@ -207,12 +207,10 @@ class FashionMNIST(DatasetBase, Dataset):
         images, labels = zip(*(_load_split(folder, part) for part in parts))
         self.images = torch.cat(images).unsqueeze(1)  # uint8 [N, 1, 28, 28]
         self.labels = torch.cat(labels)  # int64 [N]
-        if subset_seed and not labels_per_class:
-            raise BadDataError(f"subset_seed={subset_seed} does nothing without labels_per_class: set both or neither")
         self.labels_per_class = labels_per_class if split == "train" else 0  # held-out splits stay whole
-        if self.labels_per_class:  # the few-labels setting: N images of each class (balanced_subset)
-            self.subset = balanced_subset(self.labels, labels_per_class, subset_seed, self.classes,
-                                          "the Fashion-MNIST train split")
+        self.subset = labelled_subset(self.labels, self.labels_per_class, subset_seed if split == "train" else 0,
+                                      self.classes, "the Fashion-MNIST train split")
+        if self.subset is not None:  # the few-labels setting: N images of each class
             self.images, self.labels = self.images[self.subset], self.labels[self.subset]
         self.split = split
         self.root = folder

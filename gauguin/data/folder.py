@@ -12,9 +12,11 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from gauguin.data.decode_cache import DecodeCache
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.preprocessing import Preprocessing, required
 from gauguin.data.protocol import DatasetBase
+from gauguin.data.subsets import labelled_subset
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)
 
@@ -29,13 +31,16 @@ class ImageFolder(DatasetBase, Dataset):
     Every file is checked with PIL when the dataset is built; unreadable ones are skipped with a
     warning (listed in ``skipped``), and more than ``max_bad_fraction`` of them is an error.
     Items are resized so the short side is ``prep.crop_size`` (which must be set; bicubic) and
-    center-cropped to a square, in ``prep.channels`` (default 3).
+    center-cropped to a square, in ``prep.channels`` (default 3), and kept in memory once decoded (up to
+    512 MB of pixels). ``labels_per_class``: only that many
+    images of each class sub-folder, drawn by ``subset_seed`` (:func:`~gauguin.data.subsets.balanced_subset`).
     """
 
     defaults = Preprocessing(channels=3)
     ignores = {"*": "it resizes and center-crops every image to a crop_size square"}
 
-    def __init__(self, root: str | Path, prep: Preprocessing, max_bad_fraction: float = 0.05) -> None:
+    def __init__(self, root: str | Path, prep: Preprocessing, max_bad_fraction: float = 0.05, *,
+                 labels_per_class: int = 0, subset_seed: int = 0) -> None:
         prep = prep.over(self.defaults)
         image_size, channels = required(prep, "crop_size", "ImageFolder"), prep.channels
         if not 0.0 <= max_bad_fraction <= 1.0:
@@ -72,20 +77,30 @@ class ImageFolder(DatasetBase, Dataset):
             kept = [(path, label) for path, label in zip(files, labels) if path not in bad_set]
             files, labels = [path for path, _ in kept], [label for _, label in kept]
 
+        self.labels = torch.tensor(labels, dtype=torch.long)
+        self.subset = labelled_subset(self.labels, labels_per_class, subset_seed, classes, f"image folder {root}")
+        if self.subset is not None:
+            files, self.labels = [files[i] for i in self.subset.tolist()], self.labels[self.subset]
         self.root = root
         self.image_size = (image_size, image_size)
         self.channels = channels
         self.classes = classes
         self.num_classes = len(classes)
         self.files = files
-        self.labels = torch.tensor(labels, dtype=torch.long)
         self.skipped = [path for path, _ in bad]
+        self.decoded = DecodeCache(self._decode)  # a small folder is decoded once, not every epoch
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         """Image ``[channels, image_size, image_size]`` as float32 in [-1, 1], and its label."""
+        pixels = torch.from_numpy(self.decoded(index))
+        pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+        return pixels.float().div_(127.5).sub_(1.0), int(self.labels[index])
+
+    def _decode(self, index: int) -> np.ndarray:
+        """The file's pixels, resized and cropped, uint8 ``[H, W]`` or ``[H, W, 3]``."""
         path = self.files[index]
         try:
             with Image.open(path) as image:
@@ -95,9 +110,7 @@ class ImageFolder(DatasetBase, Dataset):
                 f"cannot decode {path} ({err}); it was readable when the dataset was built. "
                 "Fix or delete the file and restart."
             ) from err
-        pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
-        pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        return pixels.float().div_(127.5).sub_(1.0), int(self.labels[index])
+        return np.array(image, dtype=np.uint8)
 
     @property
     def source_files(self) -> list[Path]:
@@ -107,9 +120,13 @@ class ImageFolder(DatasetBase, Dataset):
     def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """Images ``[B, channels, image_size, image_size]`` in [-1, 1] and int64 labels ``[B]``."""
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")
-        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:  # PIL decodes without the GIL
-            images = list(pool.map(lambda i: self[i][0], indices.tolist()))
-        return torch.stack(images), self.labels[indices]
+        missing = [i for i in dict.fromkeys(indices.tolist()) if i not in self.decoded.items]
+        if len(missing) > 1:
+            with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(missing))) as pool:  # PIL frees the GIL
+                list(pool.map(self.decoded, missing))
+        pixels = torch.from_numpy(np.stack([self.decoded(i) for i in indices.tolist()]))
+        pixels = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
+        return pixels.float().div_(127.5).sub_(1.0).contiguous(), self.labels[indices]
 
     def __repr__(self) -> str:
         return (

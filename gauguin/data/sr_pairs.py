@@ -8,8 +8,6 @@ Batches: ``{"input": LR [B, C, crop/scale, crop/scale], "image": HR [B, C, crop,
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from gauguin.data.batching import as_indices, decode_in_threads
+from gauguin.data.decode_cache import DecodeCache
 from gauguin.data.errors import BadDataError
 from gauguin.data.fashion_mnist import FashionMNISTBased
 from gauguin.data.folder import IMAGE_EXTENSIONS, _convert
@@ -95,27 +94,6 @@ def _read_rgb(path: Path) -> np.ndarray:
         raise BadDataError(f"{path} is not a readable image ({type(err).__name__}: {err}); remove it") from err
 
 
-class _PhotoCache:
-    """The last decoded photos, up to ``budget`` bytes of pixels: a small folder is decoded once,
-    a large one stays bounded in memory."""
-
-    def __init__(self, budget: int = 512 << 20) -> None:
-        self.budget, self.photos = budget, OrderedDict()
-        self.lock = threading.Lock()
-
-    def __call__(self, path: Path) -> np.ndarray:
-        with self.lock:
-            if path in self.photos:
-                self.photos.move_to_end(path)
-                return self.photos[path]
-        pixels = _read_rgb(path)
-        with self.lock:
-            self.photos[path] = pixels
-            while sum(x.nbytes for x in self.photos.values()) > self.budget and len(self.photos) > 1:
-                self.photos.popitem(last=False)
-        return pixels
-
-
 def _corner(fraction: float, room: int) -> int:
     """A crop offset in ``0..room`` (each equally likely) drawn by ``fraction`` in [0, 1)."""
     return min(int(fraction * (room + 1)), room)
@@ -145,7 +123,7 @@ class SRFolder(DatasetBase):
         self.crops_per_photo = crops_per_photo
         self.image_size = (self.crop, self.crop)
         self.augment, self.flip = bool(prep.augment), bool(prep.flip)
-        self.photos = _PhotoCache()
+        self.photos = DecodeCache(_read_rgb)
 
     @staticmethod
     def _list(folder: Path) -> list[Path]:

@@ -33,3 +33,12 @@ def balanced_subset(labels: Tensor, per_class: int, seed: int = 0, classes: Sequ
         members = torch.nonzero(labels == c).flatten()
         picked.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
     return torch.cat(picked).sort().values
+
+
+def labelled_subset(labels: Tensor, labels_per_class: int, subset_seed: int, classes: Sequence[str],
+                    what: str) -> Tensor | None:
+    """The indices a dataset's ``labels_per_class`` / ``subset_seed`` options keep (None: all of them);
+    a seed without a count is an error, not ignored."""
+    if subset_seed and not labels_per_class:
+        raise BadDataError(f"subset_seed={subset_seed} does nothing without labels_per_class: set both or neither")
+    return balanced_subset(labels, labels_per_class, subset_seed, classes, what) if labels_per_class else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -76,14 +77,15 @@ def _conv_block(in_ch: int, out_ch: int) -> nn.Sequential:
 class FashionMNISTClassifier(nn.Module):
     """Small CNN: ``features(x) -> [N, 128]``, ``forward(x) -> [N, 10]`` logits.
 
-    Inputs are images in [-1, 1] of any size with 1 or 3 channels (see :func:`to_classifier_input`).
+    Inputs are images in [-1, 1] of any size with 1 or 3 channels (see :func:`to_classifier_input`);
+    ``num_classes`` other than 10 serves other labelled data (e.g. TSTR on a class folder).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         self.body = nn.Sequential(_conv_block(1, 16), _conv_block(16, 32), nn.Flatten())  # 32 x 7 x 7
         self.embed = nn.Sequential(nn.Linear(32 * 7 * 7, FEATURE_DIM), nn.BatchNorm1d(FEATURE_DIM), nn.ReLU())
-        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+        self.head = nn.Linear(FEATURE_DIM, num_classes)
         self.metadata: dict[str, str] = {}
         self.weights_sha256 = ""
 
@@ -112,13 +114,16 @@ def classifier_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_
 
 def fit_classifier(images: Tensor, labels: Tensor, epochs: int = DEFAULTS["epochs"], seed: int = 0,
                    progress: bool = True, batch_size: int = DEFAULTS["batch_size"],
-                   lr: float = DEFAULTS["lr"]) -> FashionMNISTClassifier:
+                   lr: float = DEFAULTS["lr"], num_classes: int = NUM_CLASSES,
+                   augment: Callable[[Tensor, torch.Generator], Tensor] | None = None) -> FashionMNISTClassifier:
     """A fresh classifier trained on ``images`` / ``labels`` (Adam, lr decaying linearly to 0), in eval
-    mode. Used for the fmnist extractor and for TSTR; the caller's RNG state is left untouched."""
+    mode. Used for the fmnist extractor, TSTR and the augmentation experiment; ``augment(batch, generator)``
+    transforms each training batch. The caller's RNG state is left untouched."""
     with torch.random.fork_rng(devices=[]):  # the same initial weights for the same seed
         torch.manual_seed(seed)
-        model = FashionMNISTClassifier()
-    return fit(model, images, labels, F.cross_entropy, epochs, batch_size, lr, seed, progress, "classifier")
+        model = FashionMNISTClassifier(num_classes)
+    return fit(model, images, labels, F.cross_entropy, epochs, batch_size, lr, seed, progress, "classifier",
+               augment)
 
 
 def train_fmnist_classifier(

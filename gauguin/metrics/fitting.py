@@ -8,9 +8,11 @@ from torch import Tensor, nn
 
 
 def fit(model: nn.Module, inputs: Tensor, targets: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
-        epochs: int, batch_size: int, lr: float, seed: int, progress: bool, desc: str) -> nn.Module:
+        epochs: int, batch_size: int, lr: float, seed: int, progress: bool, desc: str,
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None) -> nn.Module:
     """Train ``model`` on (``inputs``, ``targets``) with Adam, lr decaying linearly to 0, shuffled
-    minibatches drawn from ``seed``; returns it in eval mode. The caller's RNG state is left untouched."""
+    minibatches drawn from ``seed``, each transformed by ``augment(batch, generator)`` if given; returns
+    it in eval mode. The caller's RNG state is left untouched."""
     from tqdm.auto import tqdm
 
     with torch.random.fork_rng(devices=[]):
@@ -25,7 +27,8 @@ def fit(model: nn.Module, inputs: Tensor, targets: Tensor, loss_fn: Callable[[Te
                 order = torch.randperm(len(inputs), generator=gen)
                 for first in range(0, len(order), batch_size):
                     batch = order[first : first + batch_size]
-                    loss = loss_fn(model(inputs[batch]), targets[batch])
+                    x = inputs[batch] if augment is None else augment(inputs[batch], gen)
+                    loss = loss_fn(model(x), targets[batch])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

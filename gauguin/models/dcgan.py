@@ -15,6 +15,7 @@ from torch import nn
 from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn import MinibatchStddev
+from ..nn.diffaugment import diff_augment, parse_policy
 from .base import Batch, DataInfo, GANFamily, Logs
 from .inference import Graph, InferenceSpec, Input
 
@@ -43,6 +44,7 @@ class DCGANConfig(TrainConfig):
     feature_matching: float = 0.0  # weight of the feature-matching term in G's loss
     minibatch_stddev: bool = False  # append a minibatch-stddev feature map in D (Karras et al. 2018)
     d_batches: Literal["separate", "joint"] = "separate"  # real and fake through D apart, or concatenated
+    diffaugment: str = ""  # DiffAugment policy of everything D sees, e.g. "translation,cutout" (Zhao et al. 2020)
 
     def validate(self) -> None:
         super().validate()
@@ -52,6 +54,10 @@ class DCGANConfig(TrainConfig):
             raise ConfigError(f"label_smoothing is undefined for loss={self.loss}; set label_smoothing=0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as err:
+            raise ConfigError(f"diffaugment: {err}") from None
 
     @property
     def discriminator_norm(self) -> str:
@@ -152,6 +158,7 @@ class DCGAN(GANFamily):
                                            cfg.discriminator_norm, cfg.minibatch_stddev)
         self.adversarial = losses.get_adversarial_loss("wgan" if cfg.loss == "wgan-gp" else cfg.loss)
         self.real_target = 1.0 - cfg.label_smoothing
+        self.augment_policy = parse_policy(cfg.diffaugment)
 
     @property
     def inference(self) -> InferenceSpec:
@@ -164,6 +171,10 @@ class DCGAN(GANFamily):
         real = batch["image"]
         z = torch.randn(real.shape[0], self.cfg.z_dim, device=real.device)
         return G(z, batch["label"] if self.conditional else None)
+
+    def _d_input(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """What D sees of an image: DiffAugment's transforms, then instance noise."""
+        return self._instance_noise(diff_augment(x, self.augment_policy), step)
 
     def _instance_noise(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """Gaussian instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017), σ annealed linearly to 0."""
@@ -190,8 +201,8 @@ class DCGAN(GANFamily):
         self._clip(D)
         real = batch["image"]
         y = batch["label"] if self.conditional else None
-        real = self._instance_noise(real, step)
-        fake = self._instance_noise(fakes.detach(), step)
+        real = self._d_input(real, step)
+        fake = self._d_input(fakes.detach(), step)
         if self.cfg.r1_gamma > 0:
             real = real.detach().requires_grad_(True)
         real_logits, fake_logits = self._d_pair(D, real, fake, y)
@@ -211,13 +222,13 @@ class DCGAN(GANFamily):
         self._clip(D)
         real = batch["image"]
         y = batch["label"] if self.conditional else None
-        fake = self._instance_noise(fakes, step)
+        fake = self._d_input(fakes, step)
         fake_logits, fake_features = D(fake, y, return_features=True)
         loss = self.adversarial.g_loss(fake_logits)
         logs = {"g_loss": loss.item()}
         if self.cfg.feature_matching > 0:
             with torch.no_grad():
-                _, real_features = D(self._instance_noise(real, step), y, return_features=True)
+                _, real_features = D(self._d_input(real, step), y, return_features=True)
             fm = losses.feature_matching_loss(real_features, fake_features)
             loss = loss + self.cfg.feature_matching * fm
             logs["feature_matching"] = fm.item()

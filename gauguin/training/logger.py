@@ -31,7 +31,7 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
 
 
 class RunLogger:
-    def __init__(self, out_dir: Path, total_steps: int, start_step: int, enabled: bool, progress: bool):
+    def __init__(self, out_dir: Path, total_steps: int | None, start_step: int, enabled: bool, progress: bool):
         self.enabled = enabled
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not (enabled and progress),
                         dynamic_ncols=True, unit="step")

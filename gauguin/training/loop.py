@@ -229,7 +229,8 @@ class Trainer:
 
     def train(self) -> Path | None:
         cfg = self.cfg
-        logger = RunLogger(self.out_dir, cfg.steps, self.state.step, self.dist.is_main, cfg.progress)
+        total = None if cfg.max_seconds else cfg.steps  # under a time limit the bar counts, with no false ETA
+        logger = RunLogger(self.out_dir, total, self.state.step, self.dist.is_main, cfg.progress)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             logger.write(f"gauguin: training {self.family_name} on {cfg.dataset} ({len(self.dataset)} images, "
@@ -250,12 +251,16 @@ class Trainer:
 
     def _train_until_done_or_stopped(self, logger: RunLogger, stop: StopSignals, images_per_step: int) -> None:
         cfg = self.cfg
+        started = time.perf_counter()
         while self.state.step < cfg.steps:
             plan = self.family.plan(self.state.step)
             logs = self.train_step(self.state.step, plan)
             self.state.step = step = self.state.step + 1
             logger.advance()
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            out_of_time = bool(cfg.max_seconds) and any_rank(time.perf_counter() - started >= cfg.max_seconds,
+                                                             self.dist)
+            last = step == cfg.steps or out_of_time
+            if step % cfg.log_every == 0 or last:
                 logs.update(grad_norm_g=_grad_norm(self.G), grad_norm_d=_grad_norm(self.D),
                             lr_g=self.sched_g.get_last_lr()[0], lr_d=self.sched_d.get_last_lr()[0],
                             img_per_s=logger.images_per_second(step * images_per_step))
@@ -263,14 +268,17 @@ class Trainer:
                     raise FloatingPointError(f"step {step}: non-finite values {logs}; lower the learning rates "
                                              "or try precision=fp32, and resume from the last checkpoint")
                 logger.scalars(step, logs)
-            if self.dist.is_main and (step % cfg.sample_every == 0 or step == cfg.steps or plan.ends_phase):
+            if self.dist.is_main and (step % cfg.sample_every == 0 or last or plan.ends_phase):
                 self.write_grid(logger, step)
             improved = False
-            if plan.ends_phase or cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if plan.ends_phase or cfg.eval_every and (step % cfg.eval_every == 0 or last):
                 improved = broadcast_flag(self.evaluate(logger, step), self.dist)
-            periodic = step % cfg.checkpoint_every == 0 or step == cfg.steps
+            periodic = step % cfg.checkpoint_every == 0 or last
             if periodic or improved:
                 self.save(step, improved, periodic)
+            if out_of_time:
+                logger.write(f"gauguin: max_seconds={cfg.max_seconds:g} reached at step {step} of {cfg.steps}")
+                return
             if any_rank(stop.requested is not None, self.dist):  # every rank stops at the same step
                 if not periodic:
                     self.save(step, best=False, periodic=True)

@@ -9,18 +9,18 @@ class EpochBatchSampler:
 
     Each rank takes every ``world_size``-th index of the permutation, so ranks see disjoint
     data. A batch may ask for another size than ``batch_size`` (PGGAN's per-stage batches); a
-    batch that would run past the epoch's end starts the next epoch. The position (epoch, items
-    taken in it) is all the state there is: a resumed run continues with exactly the batches an
-    uninterrupted run would have drawn.
+    batch that would run past the epoch's end starts the next epoch. A batch larger than a rank's
+    share of the data (a few labelled images) is filled from as many whole epochs as it takes, so
+    it holds every item about equally often. The position (epoch, items taken in it) is all the
+    state there is: a resumed run continues with exactly the batches an uninterrupted run would
+    have drawn.
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         per_rank = num_items // world_size
-        if per_rank < batch_size:
-            raise ValueError(
-                f"the dataset has {num_items} items, fewer than one batch of {batch_size} per rank "
-                f"x {world_size} rank(s); lower batch_size or add data"
-            )
+        if per_rank < 1:
+            raise ValueError(f"the dataset has {num_items} items, fewer than one per rank x {world_size} "
+                             "rank(s); add data or use fewer ranks")
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.per_rank = per_rank
@@ -35,9 +35,15 @@ class EpochBatchSampler:
     def next_indices(self, count: int | None = None) -> torch.Tensor:
         """The next ``count`` indices of this rank (default ``batch_size``)."""
         count = count or self.batch_size
-        if count > self.per_rank:
-            raise ValueError(f"a batch of {count} per rank is more than the {self.per_rank} items of a rank; "
-                             "lower the batch size or add data")
+        if count > self.per_rank:  # whole epochs, the last one cut short; the next batch starts an epoch
+            epochs = -(-count // self.per_rank)
+            self.epoch += self.position > 0  # a started epoch is left, as when a batch runs past its end
+            orders = []
+            for _ in range(epochs):
+                orders.append(self._epoch_order())
+                self.epoch += 1
+            self.position, self._order = 0, None
+            return torch.cat(orders)[:count]
         if self.position + count > self.per_rank:
             self.epoch, self.position, self._order = self.epoch + 1, 0, None
         if self._order is None:
