@@ -3,6 +3,7 @@ torch's global RNG in the calling thread, so a resumed run sees the same batches
 a thread pool and the uint8 -> [-1, 1] conversion."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gauguin.data.folder import DECODE_THREADS
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # PIL decodes without the GIL
 
 
 def as_indices(indices: Tensor | Sequence[int], length: int) -> list[int]:

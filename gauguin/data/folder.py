@@ -1,7 +1,6 @@
 """A folder of images, flat or with one sub-folder per class, served as square tensors in [-1, 1]."""
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,13 +11,12 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from gauguin.data.batching import decode_in_threads
 from gauguin.data.decode_cache import DecodeCache
 from gauguin.data.errors import BadDataError, DatasetNotFoundError
 from gauguin.data.preprocessing import Preprocessing, required
 from gauguin.data.protocol import DatasetBase
 from gauguin.data.subsets import labelled_subset
-
-DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 _HIGH_BIT_DEPTH_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grey, e.g. from PNG
@@ -95,9 +93,8 @@ class ImageFolder(DatasetBase, Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         """Image ``[channels, image_size, image_size]`` as float32 in [-1, 1], and its label."""
-        pixels = torch.from_numpy(self.decoded(index))
-        pixels = pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-        return pixels.float().div_(127.5).sub_(1.0), int(self.labels[index])
+        images, labels = self.get_batch(torch.tensor([index]))
+        return images[0], int(labels[0])
 
     def _decode(self, index: int) -> np.ndarray:
         """The file's pixels, resized and cropped, uint8 ``[H, W]`` or ``[H, W, 3]``."""
@@ -120,10 +117,9 @@ class ImageFolder(DatasetBase, Dataset):
     def get_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         """Images ``[B, channels, image_size, image_size]`` in [-1, 1] and int64 labels ``[B]``."""
         indices = torch.as_tensor(indices, dtype=torch.long, device="cpu")
-        missing = [i for i in dict.fromkeys(indices.tolist()) if i not in self.decoded.items]
-        if len(missing) > 1:
-            with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(missing))) as pool:  # PIL frees the GIL
-                list(pool.map(self.decoded, missing))
+        missing = [(i,) for i in dict.fromkeys(indices.tolist()) if i not in self.decoded.items]
+        if missing:
+            decode_in_threads(self.decoded, missing)  # PIL frees the GIL; the cache keeps them
         pixels = torch.from_numpy(np.stack([self.decoded(i) for i in indices.tolist()]))
         pixels = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
         return pixels.float().div_(127.5).sub_(1.0).contiguous(), self.labels[indices]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gauguin.data.errors import BadDataError
-from gauguin.data.folder import DECODE_THREADS
+from gauguin.data.batching import DECODE_THREADS
 from gauguin.data.label_files import _colour_codes, read_label_file
 from gauguin.fileio import user_cache_dir, write_bytes_atomic
 
