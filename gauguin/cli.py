@@ -284,7 +284,7 @@ def _experiment_augment(args) -> int:
         except ValueError:
             raise ValueError(f"{flag} {text!r} must be comma-separated numbers, e.g. {flag} 10,50") from None
 
-    quick = dict(labels_per_class=(10,), seeds=(0,), budget_minutes=1.5, classifier_steps=60,
+    quick = dict(labels_per_class=(10,), seeds=(0,), budget_minutes=2.5, classifier_steps=60,
                  unlabelled_images=5000, test_images=2000) if args.quick else {}
     options = {**quick, **{key: value for key, value in dict(
         labels_per_class=args.labels_per_class and numbers(args.labels_per_class, int, "--labels-per-class"),
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="augment: fashion-mnist, or folder:PATH with PATH/train/<class>/ and PATH/test/<class>/")
     p.add_argument("--budget", type=float, help="augment: wall-clock minutes of the whole grid (default 60)")
     p.add_argument("--classifier-steps", type=int, help="augment: optimiser steps of every classifier (default 500)")
-    p.add_argument("--quick", action="store_true", help="augment: N=10, one seed, a 1.5-minute budget (CI)")
+    p.add_argument("--quick", action="store_true", help="augment: N=10, one seed, a 2.5-minute budget (CI)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder of the report (default runs/simgan_tstr, runs/augment)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
