@@ -1,23 +1,23 @@
-"""The paint server's inference path against PyTorch, and the server under load, in one process.
+"""The paint server's latency per backend, its choice at start-up, and the server under load, in one process.
 
-1. Forward time of the SPADE generator at the paper's ADE20K config (256x256, 151 label channels,
-   ngf 64, no style encoder), batch 1, on one label map of 16x16-pixel regions: PyTorch fp32 eager
-   (the baseline), PyTorch under bf16 autocast with channels-last, onnxruntime on gauguin's export
-   (``gauguin export``: spectral norm folded, every graph optimisation) in fp32 and int8
-   (``--quantize int8``), and the engine the server runs (label-map PNG in → PNG out, through the
-   worker queue, on the int8 graph).
+1. **ADE20K config** (the paper's: 256x256, 151 label channels, ngf 64, no style encoder), batch 1, on a
+   label map of 16x16-pixel regions, random weights (timing does not depend on them; none can be
+   downloaded here). Forward seconds of: PyTorch fp32 with the dense one-hot convs (SPADE as the paper
+   computes it: the baseline), PyTorch fp32 and bf16 (autocast, channels-last) with gauguin's one-hot
+   lookups, bf16 dense (before the lookups), onnxruntime fp32 and int8 on gauguin's export. Then each
+   serving backend's **request path** (label-map PNG in → engine → PNG out), p50 / p95 over
+   ``--requests-per-path`` requests of different maps, and which path ``gauguin paint``'s start-up timing
+   picks among those whose quality passed (random weights make a chaotic network: the PSNR printed for
+   them is no measure of quality; the gate is measured on trained models, see 2).
+2. **The shipped default model** (gauguin/serve/default_model): its export's quality checks, p50 / p95 of
+   each backend's request path, the backend picked, and the time from `gauguin paint`'s start to the
+   first image it serves (a subprocess: imports, hash check, backend timing, HTTP).
+3. **Load**: ``--clients`` concurrent HTTP clients against the real server (uvicorn on loopback, the
+   ADE20K model on the picked backend): errors, throughput, p50 / p95; /api/health polled throughout.
+   **Overload**: the same clients against a queue of 2: every refusal is a 503 with Retry-After.
 
-   Random weights make a chaotic network: a rounding anywhere can flip saturated pixels, so the PSNR of
-   int8 (or bf16) against fp32 printed here is no measure of their quality. That is measured on a
-   trained model: the export's check (``model.json``), printed at the end for the painter's default
-   model when it is in the cache (``gauguin paint`` trains it once). Weights are random (timing does not depend
-   on them; none can be downloaded here; PyTorch's default init, so the images span [-1, 1]); outputs
-   are compared with the fp32 eager ones (PSNR on the 0..255 scale the server returns).
-2. Load: ``--requests`` requests from ``--clients`` concurrent HTTP clients against the real server
-   (uvicorn on loopback) serving that export: errors, throughput, p50 / p95 latency.
-
-    python bench/serve.py            # ADE20K config 256², load 200 requests from 16 clients
-    python bench/serve.py --quick    # CI: tiny widths at 64 px, 20 requests from 4 clients
+    python bench/serve.py            # the above; --json FILE also writes the figures
+    python bench/serve.py --quick    # CI: tiny widths at 64 px, few requests
 """
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ import base64
 import copy
 import io
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,21 +44,21 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gauguin.models import DataInfo, get_family  # noqa: E402
-from gauguin.serve.app import PaintServer  # noqa: E402
-from gauguin.serve.engine import Engine, OnnxBackend, decode_label_map, to_png  # noqa: E402
-from gauguin.serve.export import export  # noqa: E402
-from gauguin.serve.paint_models import exported_checkpoint  # noqa: E402
-from gauguin.training.paint_default import default_run_dir  # noqa: E402
-from gauguin.serve.quantize import psnr_db  # noqa: E402
 from gauguin import checkpoint as ckpt  # noqa: E402
+from gauguin.models import DataInfo, get_family  # noqa: E402
+from gauguin.nn.labels import semantic_input  # noqa: E402
+from gauguin.serve.app import PaintServer  # noqa: E402
+from gauguin.serve.engine import Engine, decode_label_map, serving_copy, to_png  # noqa: E402
+from gauguin.serve.export import export  # noqa: E402
+from gauguin.serve.paint_models import SHIPPED, load_backend, open_backend, serving_paths  # noqa: E402
+from gauguin.serve.quantize import psnr_db  # noqa: E402
 
 
 def make_checkpoint(folder: Path, size: int, ngf: int, labels: int) -> Path:
     """A gauguin checkpoint of a freshly initialised SPADE generator (what a trained one looks like on disk)."""
     family_cls = get_family("spade")
-    cfg = family_cls.config_class.from_dict({"dataset": "ade20k:/no-data-here", "image_size": size, "channels": 3, "ngf": ngf, "ndf": 16,
-                                             "use_vae": False, "out_dir": str(folder)})
+    cfg = family_cls.config_class.from_dict({"dataset": "ade20k:/no-data-here", "image_size": size, "channels": 3,
+                                             "ngf": ngf, "ndf": 16, "use_vae": False, "out_dir": str(folder)})
     data = DataInfo(num_labels=labels, label_names=[f"label {i}" for i in range(labels)], image_size=(size, size),
                     channels=3, raw_to_index=list(range(labels)))
     torch.manual_seed(0)
@@ -84,77 +87,163 @@ def best_time(fn, rounds: int) -> float:
     return min(times)
 
 
-def forward_times(folder: Path, checkpoint: Path, size: int, labels: int, rounds: int) -> dict:
+def label_png(ids: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(ids.astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+    return {"p50_s": statistics.median(ordered), "p95_s": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+            "n": len(ordered)}
+
+
+def request_path(backend, maps: list[np.ndarray]) -> dict:
+    """p50 / p95 of what POST /api/generate runs after JSON parsing (PNG decode, engine, PNG encode), each
+    request a different map (no cache hits); one warm-up first."""
+    engine = Engine(backend, max_batch=1, cache_size=0)
+    pngs = [label_png(m) for m in maps]
+    seconds = []
+    for i, data in enumerate([pngs[0], *pngs]):
+        start = time.perf_counter()
+        to_png(engine.generate(decode_label_map(data, backend.info, 1 << 24), seed=i))
+        if i:
+            seconds.append(time.perf_counter() - start)
+    engine.close()
+    return percentiles(seconds)
+
+
+def path_name(path: tuple[str, str]) -> str:
+    return f"{'onnxruntime' if path[0] == 'onnx' else 'pytorch'} {path[1]}"
+
+
+def forward_times(checkpoint: Path, folder: Path, size: int, labels: int, rounds: int) -> dict:
     from gauguin.sampling import load_generator
 
     loaded = load_generator(checkpoint)
     ids = blocky_label_map(size, labels)
     inputs = {"label_map": torch.from_numpy(ids)[None]}
     run, G = loaded.spec.main.run, loaded.generator
-    with torch.inference_mode():
-        reference = run(G, inputs).float().numpy()
-
-    def eager_fp32():
-        with torch.inference_mode():
-            return run(G, inputs)
-
     G_cl = copy.deepcopy(G).to(memory_format=torch.channels_last)  # .to() is in place: a copy
+    dense = semantic_input(inputs, labels, False)
 
-    def eager_bf16():
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
-            return run(G_cl, inputs)
+    def bf16(fn):
+        def wrapped():
+            with torch.autocast("cpu", torch.bfloat16):
+                return fn()
+        return wrapped
 
-    with torch.inference_mode():
-        bf16_out = eager_bf16().float().numpy()
-
-    backend, fp32 = OnnxBackend(folder, precision="int8"), OnnxBackend(folder, precision="fp32")
+    onnx = {p: open_backend(p, folder, checkpoint) for p in (("onnx", "fp32"), ("onnx", "int8"))}
     feeds = {"label_map": ids[None]}
-    ort_out, server_out = fp32.run(feeds), backend.run(feeds)
-    engine = Engine(backend, max_batch=1)
-    label_png = io.BytesIO()
-    Image.fromarray(ids.astype(np.uint8)).save(label_png, format="PNG")
-    data = label_png.getvalue()
-
-    def server_path():  # what POST /api/generate runs after JSON parsing
-        return to_png(engine.generate(decode_label_map(data, backend.info, 1 << 24), seed=0))
-
-    results = {}
-    server = f"server path: onnxruntime {backend.precision}, engine, PNG in/out"
-    for name, fn in (("pytorch fp32 eager", eager_fp32), ("pytorch bf16 channels-last", eager_bf16),
-                     ("onnxruntime fp32", lambda: fp32.run(feeds)), (f"onnxruntime {backend.precision}", lambda: backend.run(feeds)),
-                     (server, server_path)):
-        results[name] = best_time(fn, rounds)
-    engine.close()
-    quality = {"pytorch bf16 channels-last": bf16_out, "onnxruntime fp32": ort_out, f"onnxruntime {backend.precision}": server_out}
+    served = {precision: serving_copy(G, precision) for precision in ("fp32", "bf16")}
+    variants = {
+        "pytorch fp32, dense one-hot convs (baseline)": lambda: G(dense),
+        "pytorch fp32 as served (lookups, SN folded)": lambda: run(served["fp32"], inputs),
+        "pytorch bf16 autocast channels-last, dense (before)": bf16(lambda: G_cl(dense.contiguous(
+            memory_format=torch.channels_last))),
+        "pytorch bf16 as served (lookups, SN folded, bf16 weights)": bf16(lambda: run(served["bf16"], inputs)),
+        "onnxruntime fp32 (export, lookups)": lambda: onnx[("onnx", "fp32")].run(feeds),
+        "onnxruntime int8 (export, lookups)": lambda: onnx[("onnx", "int8")].run(feeds),
+    }
+    with torch.inference_mode():
+        reference = G(dense).float().numpy()
+        outputs = {}
+        for name, fn in variants.items():
+            out = fn()
+            outputs[name] = out.float().numpy() if torch.is_tensor(out) else np.asarray(out)
+        seconds = {name: best_time(fn, rounds) for name, fn in variants.items()}
     quality = {name: {"max_abs_diff": float(np.abs(out - reference).max()), "psnr_db": psnr_db(reference, out)}
-               for name, out in quality.items()}
-    return {"seconds": results, "vs_fp32_eager": quality, "output_std": float(reference.std())}
+               for name, out in outputs.items()}
+    return {"seconds": seconds, "vs_fp32_dense": quality, "output_std": float(reference.std())}
 
 
-def load_test(folder: Path, size: int, labels: int, requests: int, clients: int) -> dict:
-    bodies = []
-    for k in range(8):
-        out = io.BytesIO()
-        Image.fromarray(blocky_label_map(size, labels, seed=k).astype(np.uint8)).save(out, format="PNG")
-        bodies.append(json.dumps({"label_map": base64.b64encode(out.getvalue()).decode(), "seed": k}).encode())
-    latencies, errors = [], []
-    lock = threading.Lock()
-    with PaintServer(Engine(OnnxBackend(folder, precision="int8"), max_batch=8)) as server:
+def serving_report(source: Path, export_folder: Path, checkpoint: Path | None, size: int, labels: int,
+                   requests: int) -> dict:
+    """Each serving path's request p50 / p95 (every path, passing or not), and what auto picks."""
+    maps = [blocky_label_map(size, labels, block=max(2, size // 16), seed=k) for k in range(requests)]
+    report = {}
+    every = serving_paths(export_folder, checkpoint, "onnx") + (
+        [("torch", "bf16"), ("torch", "fp32")] if checkpoint is not None else [])
+    for path in every:
+        report[path_name(path)] = request_path(open_backend(path, export_folder, checkpoint), maps)
+    picked = []
+    chosen = load_backend(source, log=picked.append)
+    report["auto"] = {"passing": [path_name(p) for p in serving_paths(export_folder, checkpoint)],
+                      "picked": f"{type(chosen).__name__} {chosen.precision}", "timing": picked}
+    return report
+
+
+def time_to_first_image(port: int) -> dict:
+    """`gauguin paint` (the shipped model) from process start to its first served image."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "gauguin.cli", "paint", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/health", timeout=2).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.perf_counter() - start > 120:
+                    raise SystemExit(f"gauguin paint did not start: {process.stdout.read()}")
+                time.sleep(0.05)
+        health = time.perf_counter() - start
+        body = json.dumps({"label_map": base64.b64encode(label_png(blocky_label_map(32, 11, 4))).decode(),
+                           "seed": 0}).encode()
+        urllib.request.urlopen(urllib.request.Request(url + "/api/generate", body,
+                                                      {"Content-Type": "application/json"}), timeout=60).read()
+        image = time.perf_counter() - start
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    return {"health_s": health, "first_image_s": image,
+            "log": [line for line in output.splitlines() if line.startswith("gauguin paint:")]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_test(backend, size: int, labels: int, requests: int, clients: int, queue_size: int = 64) -> dict:
+    bodies = [json.dumps({"label_map": base64.b64encode(label_png(blocky_label_map(size, labels, seed=k))).decode(),
+                          "seed": k}).encode() for k in range(requests)]  # all different: no cache hits
+    latencies, errors, refused, health = [], [], [], []
+    lock, done = threading.Lock(), threading.Event()
+    with PaintServer(Engine(backend, max_batch=8, queue_size=queue_size, cache_size=0)) as server:
         url = server.url + "/api/generate"
 
         def client(k: int) -> None:
             for i in range(k, requests, clients):
                 start = time.perf_counter()
                 try:
-                    request = urllib.request.Request(url, bodies[i % len(bodies)], {"Content-Type": "application/json"})
+                    request = urllib.request.Request(url, bodies[i], {"Content-Type": "application/json"})
                     with urllib.request.urlopen(request, timeout=600) as response:
                         response.read()
                     with lock:
                         latencies.append(time.perf_counter() - start)
+                except urllib.error.HTTPError as err:
+                    with lock:
+                        (refused if err.code == 503 and err.headers.get("Retry-After") else errors).append(err.code)
                 except (urllib.error.URLError, OSError) as err:
                     with lock:
                         errors.append(repr(err))
 
+        def poll_health() -> None:
+            while not done.is_set():
+                start = time.perf_counter()
+                try:
+                    urllib.request.urlopen(server.url + "/api/health", timeout=5).read()
+                    health.append(time.perf_counter() - start)
+                except (urllib.error.URLError, OSError) as err:
+                    errors.append(f"health: {err!r}")
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
         start = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for t in threads:
@@ -162,77 +251,81 @@ def load_test(folder: Path, size: int, labels: int, requests: int, clients: int)
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        done.set()
+        poller.join()
         batches = server.engine.batches
-    latencies.sort()
-    return {"requests": requests, "clients": clients, "errors": len(errors), "first_error": errors[:1],
-            "wall_s": wall, "requests_per_s": len(latencies) / wall, "mean_batch": len(latencies) / max(batches, 1),
-            "p50_s": statistics.median(latencies) if latencies else None,
-            "p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None}
+    return {"requests": requests, "clients": clients, "queue_size": queue_size, "errors": len(errors),
+            "first_error": errors[:1], "refused_503_retry_after": len(refused), "wall_s": wall,
+            "requests_per_s": len(latencies) / wall, "mean_batch": len(latencies) / max(batches, 1),
+            **(percentiles(latencies) if latencies else {}), "health_polls": len(health),
+            "health_max_s": max(health) if health else None}
 
 
-def segmentation_quality(folder: Path, n: int) -> dict:
-    """mIoU / pixel accuracy of gauguin's segmenter on images generated by the fp32 and the int8 graph
-    from the first ``n`` held-out Fashion-MNIST silhouettes (the ``miou`` metric's protocol)."""
-    from gauguin.data import FashionMNISTSilhouettes, Preprocessing
-    from gauguin.metrics.segmenter import load_or_train_segmenter, segmenter_scores
-
-    maps = FashionMNISTSilhouettes("test", Preprocessing(crop_size=32)).get_batch(torch.arange(n))["label_map"]
-    segmenter = load_or_train_segmenter("fashion-mnist")
-    scores = {}
-    for precision in ("fp32", "int8"):
-        engine = Engine(OnnxBackend(folder, precision=precision), max_batch=32, queue_size=n + 1)
-        futures = [engine.submit(m.numpy(), seed=i) for i, m in enumerate(maps)]
-        images = torch.from_numpy(np.stack([f.result(600) for f in futures]))
-        engine.close()
-        scores[precision] = segmenter_scores(segmenter, images, maps)
-    return scores
+def print_paths(report: dict) -> None:
+    for name, figures in report.items():
+        if name != "auto":
+            print(f"  request path {name:18s} p50 {figures['p50_s']:7.3f} s  p95 {figures['p95_s']:7.3f} s")
+    auto = report["auto"]
+    print(f"  start-up choice among the passing paths ({', '.join(auto['passing'])}): {auto['picked']}")
+    for line in auto["timing"]:
+        print(f"    {line}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny widths at 64 px (CI)")
+    parser.add_argument("--quick", action="store_true", help="tiny widths at 64 px, few requests (CI)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests-per-path", type=int, default=20)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--segmentation", type=int, default=0, metavar="N",
-                        help="also score the default paint model's fp32 and int8 images of N test silhouettes "
-                             "with gauguin's segmenter")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     size, ngf, labels = (64, 8, 12) if args.quick else (256, 64, 151)
-    requests, clients, rounds = (20, 4, 1) if args.quick else (args.requests, args.clients, args.rounds)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; SPADE generator {size}x{size}, "
-          f"{labels} labels, ngf {ngf}, batch 1")
+    rounds, per_path = (1, 3) if args.quick else (args.rounds, args.requests_per_path)
+    requests, clients = (24, 8) if args.quick else (args.requests, args.clients)
+    figures = {}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; SPADE generator "
+          f"{size}x{size}, {labels} labels, ngf {ngf}, batch 1")
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = make_checkpoint(Path(tmp) / "run", size, ngf, labels)
+        run = make_checkpoint(Path(tmp) / "run", size, ngf, labels)
         folder = Path(tmp) / "onnx"
-        export(checkpoint, folder, quantize="int8")
-        forward = forward_times(folder, checkpoint, size, labels, rounds)
-        base = forward["seconds"]["pytorch fp32 eager"]
-        print(f"  (fp32 eager output std {forward['output_std']:.3f}; PSNR on the 0..255 scale)")
+        export(run, folder, quantize="int8")
+        forward = figures["forward"] = forward_times(run, folder, size, labels, rounds)
+        base = forward["seconds"]["pytorch fp32, dense one-hot convs (baseline)"]
+        print(f"  forward (best of {rounds}; fp32 output std {forward['output_std']:.3f}, PSNR on 0..255 vs the "
+              "baseline: random weights, no measure of quality)")
         for name, seconds in forward["seconds"].items():
-            quality = forward["vs_fp32_eager"].get(name)
-            print(f"  {name:52s} {seconds:8.3f} s  {base / seconds:5.2f}x" +
-                  (f"   vs fp32 eager: max |diff| {quality['max_abs_diff']:.2e}, PSNR {quality['psnr_db']:.1f} dB"
-                   if quality else ""))
-        load = load_test(folder, size, labels, requests, clients)
-        print(f"load: {load['requests']} requests from {load['clients']} clients in {load['wall_s']:.1f} s, "
-              f"{load['errors']} errors, {load['requests_per_s']:.2f} req/s, mean batch {load['mean_batch']:.2f}, "
-              f"p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s")
-        if load["errors"]:
-            raise SystemExit(f"load test: {load['errors']} failed requests, first: {load['first_error']}")
-    if ckpt.step_checkpoints(default_run_dir() / "checkpoints"):
-        trained = exported_checkpoint(default_run_dir())
-        quality = json.loads((trained / "model.json").read_text())["graphs"]["generator_int8.onnx"]["quantization"]
-        print(f"int8 quality on the trained default paint model (its export's check): PSNR vs fp32 "
-              f"{quality['psnr_db_mean']:.1f} dB mean, {quality['psnr_db_min']:.1f} dB min over "
-              f"{quality['check_inputs']} label maps ({quality['inputs']})")
-        if args.segmentation:
-            scores = segmentation_quality(trained, args.segmentation)
-            print(f"  segmenter on {args.segmentation} generated test images: " + ", ".join(
-                f"{name} mIoU {s['miou']:.3f} / pixel accuracy {s['pixel_accuracy']:.3f}" for name, s in scores.items()))
+            q = forward["vs_fp32_dense"][name]
+            print(f"  {name:50s} {seconds:7.3f} s  {base / seconds:5.2f}x   max |diff| {q['max_abs_diff']:.1e}, "
+                  f"PSNR {q['psnr_db']:.1f} dB")
+        figures["ade20k_paths"] = serving_report(run, folder, run, size, labels, per_path)
+        print_paths(figures["ade20k_paths"])
+        chosen = load_backend(run, log=lambda line: None)
+        figures["load"] = load = load_test(chosen, size, labels, requests, clients)
+        print(f"load ({type(chosen).__name__} {chosen.precision}): {load['requests']} requests from {clients} clients "
+              f"in {load['wall_s']:.1f} s, {load['errors']} errors, {load['requests_per_s']:.2f} req/s, mean batch "
+              f"{load['mean_batch']:.2f}, p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s; /api/health polled "
+              f"{load['health_polls']}x, slowest {load['health_max_s']:.3f} s")
+        figures["overload"] = over = load_test(chosen, size, labels, requests, clients, queue_size=2)
+        print(f"overload (queue of 2): {over['refused_503_retry_after']} of {requests} refused with 503 + "
+              f"Retry-After, {over['errors']} other errors, /api/health polled {over['health_polls']}x, slowest "
+              f"{over['health_max_s']:.3f} s")
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    quality = manifest["metrics"]
+    print(f"shipped default model ({manifest['name']}, step {manifest['step']}): generated-image segmenter mIoU "
+          f"{quality['segmentation']['generated']['miou']:.3f} (real {quality['segmentation']['real']['miou']:.3f}); "
+          f"int8 PSNR vs fp32 {quality['int8_psnr_db']} ; torch bf16 {quality['torch_bf16_psnr_db'] and {k: quality['torch_bf16_psnr_db'][k] for k in ('psnr_db_mean', 'psnr_db_min', 'passed')}}")
+    figures["default_paths"] = serving_report(SHIPPED, SHIPPED / "export", SHIPPED / "checkpoint", 32, 11, per_path * 5)
+    print_paths(figures["default_paths"])
+    figures["open"] = opened = time_to_first_image(free_port())
+    print(f"`gauguin paint` (shipped model): /api/health answers {opened['health_s']:.1f} s after the process "
+          f"starts, first image {opened['first_image_s']:.1f} s")
+    errors = figures["load"]["errors"] + figures["overload"]["errors"]
     if args.json:
-        Path(args.json).write_text(json.dumps({"forward": forward, "load": load}, indent=2))
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if errors:
+        raise SystemExit(f"load test: {errors} failed requests, first: "
+                         f"{figures['load']['first_error'] or figures['overload']['first_error']}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
     gauguin experiment augment [--labels-per-class 10,50,100,500] [--budget 60] [--quick]
     gauguin info runs/dcgan
     gauguin export runs/spade --format onnx|safetensors [--out DIR] [--opset 18] [--no-check]
-    gauguin paint [runs/spade | exported/] [--port 7860] [--backend onnx|torch]
+    gauguin paint [runs/spade | exported/] [--retrain] [--port 7860] [--backend auto|onnx|torch]
 """
 from __future__ import annotations
 
@@ -366,20 +366,24 @@ def _export(args) -> int:
 def _paint(args) -> int:
     from .serve.app import Limits, PaintServer, listen_socket
     from .serve.engine import Engine
-    from .serve.paint_models import load_backend
+    from .serve.paint_models import SHIPPED, load_backend
 
     limits = Limits(max_request_bytes=args.max_request_mb << 20)  # a bad limit or a busy port: refused
     sock = listen_socket(args.host, args.port)  # before a model is loaded (or trained)
-    if args.checkpoint is None:
-        from .training.paint_default import default_paint_checkpoint
+    if args.retrain:
+        if args.checkpoint is not None:
+            raise ValueError("--retrain rebuilds the default model: pass no checkpoint with it")
+        from .experiments.paint_model import build, work_dir
 
-        args.checkpoint = default_paint_checkpoint()
-    backend = load_backend(args.checkpoint, args.backend, args.precision, args.threads)
+        args.checkpoint = work_dir() / "bundle"
+        build(args.checkpoint)
+    source = SHIPPED if args.checkpoint is None else args.checkpoint
+    backend = load_backend(source, args.backend, args.precision, args.threads)
     server = PaintServer(Engine(backend, max_batch=args.max_batch), args.host, args.port, limits, log_level="info",
                          sock=sock)
     info = backend.info
     print(f"gauguin paint: {info.family} {info.image_size[1]}x{info.image_size[0]}, {info.num_labels} labels, "
-          f"{type(backend).__name__} {backend.precision} — open {server.url} (Ctrl+C stops)")
+          f"{type(backend).__name__} {backend.precision} — open {server.url} (Ctrl+C stops)", flush=True)
     if args.open:
         import webbrowser
 
@@ -520,18 +524,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paint", help="the GauGAN-style painter: a web page to paint label maps and see images",
                        description="Serves the paint page and its JSON API (/api/generate, /api/labels, /api/health, "
-                                   "OpenAPI at /docs). Without a checkpoint: the default model (SPADE on "
-                                   "Fashion-MNIST silhouettes), trained once and cached.")
+                                   "OpenAPI at /docs). Without a checkpoint: the default model shipped with gauguin "
+                                   "(SPADE with a style encoder on Fashion-MNIST silhouettes).")
     p.add_argument("checkpoint", nargs="?", help="a SPADE / pix2pixHD / pix2pix (input=labels) checkpoint or run "
-                                                 "folder, or a folder written by `gauguin export`")
+                                                 "folder, a folder written by `gauguin export`, or a model bundle "
+                                                 "(manifest.json)")
+    p.add_argument("--retrain", action="store_true", help="rebuild the default model from scratch (train, export, "
+                                                          "score: ~10 minutes on 2 cores), then serve it")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                   help="onnx: onnxruntime on the exported graph (the checkpoint is exported once and cached); "
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="auto: time every path whose quality passed the export's check and serve the fastest; "
+                        "onnx: onnxruntime on the exported graph (a checkpoint is exported once and cached); "
                         "torch: PyTorch on the checkpoint")
     p.add_argument("--precision", choices=["auto", "fp32", "int8", "bf16"], default="auto",
-                   help="onnx: int8 (the quantized graph), fp32, or auto = int8 where its quality was checked at "
-                        "export; torch: fp32 or bf16 autocast (auto = fp32)")
+                   help="int8 (onnxruntime's quantized graph), bf16 (PyTorch autocast), fp32, or auto: the fast "
+                        "paths whose PSNR vs fp32 reached 30 dB at export, and fp32")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: one per core)")
     p.add_argument("--max-batch", type=int, default=8, help="requests batched into one forward pass at most")
     p.add_argument("--max-request-mb", type=int, default=8, help="largest request body accepted")

@@ -13,8 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gauguin.serve.app import PaintServer  # noqa: E402
 from gauguin.serve.engine import Engine  # noqa: E402
-from gauguin.serve.paint_models import load_backend  # noqa: E402
-from gauguin.training.paint_default import default_paint_checkpoint  # noqa: E402
+from gauguin.serve.paint_models import SHIPPED, load_backend  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -26,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/paint_fashion.png")
     args = parser.parse_args()
-    with PaintServer(Engine(load_backend(default_paint_checkpoint()))) as server, sync_playwright() as p:
+    with PaintServer(Engine(load_backend(SHIPPED))) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(server.url)

@@ -1,7 +1,8 @@
 """The paint page (gauguin/serve/static) in a real headless browser against the real paint server.
 
 Playwright drives Debian's Chromium (/usr/bin/chromium); the browser test is skipped only where that
-binary is missing. A screenshot of the page is left in tests/artifacts/paint_page.png.
+binary is missing. A screenshot of the page (after a label swap: its before/after pair, and the gallery
+of recent results) is left in tests/artifacts/paint_page.png.
 """
 import base64
 import io
@@ -22,6 +23,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 STATIC = Path(__file__).parent.parent / "gauguin" / "serve" / "static"
+needs_browser = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("GAUGUIN_REQUIRE_BROWSER"),
+                                   reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI requires it)")
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +77,53 @@ class Page:
         self.page.wait_for_function("n => window.gauguin.completed > n && !window.gauguin.busy", arg=before,
                                     timeout=30_000)
 
+    def idle(self) -> None:
+        """Waits until no change waits to be sent and no request is out."""
+        self.page.wait_for_function("!window.gauguin.busy", timeout=30_000)
+
     @property
     def completed(self) -> int:
         return self.page.evaluate("window.gauguin.completed")
 
-    def result_png(self) -> bytes:
-        url = self.page.evaluate("""async () => {
-            const blob = await (await fetch(document.querySelector('#result').src)).blob();
+    def result_png(self, selector: str = "#result") -> bytes:
+        """The PNG an <img> shows (the result, a before/after image, a thumbnail), as the page got it."""
+        url = self.page.evaluate("""async (selector) => {
+            const blob = await (await fetch(document.querySelector(selector).src)).blob();
             return await new Promise(done => { const r = new FileReader(); r.onload = () => done(r.result);
                                                r.readAsDataURL(blob); });
-        }""")
+        }""", selector)
         return base64.b64decode(url.partition(",")[2])
 
-    def result(self) -> np.ndarray:
-        image = Image.open(io.BytesIO(self.result_png()))
+    def result(self, selector: str = "#result") -> np.ndarray:
+        image = Image.open(io.BytesIO(self.result_png(selector)))
         assert image.size == (self.w, self.h)
         return np.asarray(image)
+
+    def wait_compare(self) -> None:
+        """Waits until the before/after pair of a swap shows both images."""
+        self.page.wait_for_function("""() => ['#compare-before', '#compare-after'].every(s => {
+            const img = document.querySelector(s);
+            return img.src.startsWith('blob:') && img.complete && img.naturalWidth > 0; })""", timeout=30_000)
+
+    def tool(self) -> str:
+        """The tool whose button is pressed; exactly one is."""
+        pressed = [t for t in ("brush", "fill", "eraser")
+                   if self.page.get_attribute(f"#tool-{t}", "aria-pressed") == "true"]
+        assert len(pressed) == 1, pressed
+        return pressed[0]
+
+    def size(self) -> int:
+        value = self.page.input_value("#brush-size")
+        assert self.page.inner_text("#brush-size-value") == value
+        return int(value)
+
+    def history(self) -> tuple[bool, bool]:
+        """Whether Undo and Redo are enabled."""
+        return self.page.is_enabled("#undo"), self.page.is_enabled("#redo")
+
+    def gallery(self) -> list[str]:
+        """The gallery's captions, newest first."""
+        return self.page.locator("#gallery button").all_inner_texts()
 
     def label_map(self) -> np.ndarray:
         """The canvas's pixels as label ids; every pixel must be exactly a label's colour."""
@@ -116,9 +150,70 @@ class Page:
     def click_map(self, x: int, y: int) -> None:
         self.page.mouse.click(*self.point(x, y))
 
+    def pen_stroke(self, *points) -> None:
+        """A stroke of a pen (trusted pointer events with pointerType "pen", through the DevTools protocol)."""
+        cdp = self.page.context.new_cdp_session(self.page)
+        def send(kind, p, buttons):
+            x, y = self.point(*p)
+            cdp.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons,
+                                                  "clickCount": 1, "pointerType": "pen"})
+        send("mouseMoved", points[0], 0)  # hovering: paints nothing
+        send("mousePressed", points[0], 1)
+        for p in points[1:]:
+            send("mouseMoved", p, 1)
+        send("mouseReleased", points[-1], 0)
+        cdp.detach()
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("GAUGUIN_REQUIRE_BROWSER"),
-                    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI requires it)")
+    def touch_stroke(self, *points) -> None:
+        """A drag of one finger (touch events, which Chromium turns into pointer events of type "touch")."""
+        cdp = self.page.context.new_cdp_session(self.page)
+        for kind, p in [("touchStart", points[0]), *(("touchMove", p) for p in points[1:])]:
+            x, y = self.point(*p)
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y, "id": 1}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        cdp.detach()
+
+
+def watch(page, problems: list) -> None:
+    """Collects console errors, page errors, failed requests and HTTP errors of ``page`` into ``problems``."""
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url[:80]} {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def paint(browser, server):
+    """Opens the paint page in a fresh browser context (options: ``has_touch`` ...), once its first image
+    shows; after the test, no console error, page error or failed request may have happened."""
+    info = json.loads(get(server.url + "/api/labels")[2])
+    problems = []
+
+    def open_page(**options) -> Page:
+        page = browser.new_context(viewport={"width": 1100, "height": 900}, **options).new_page()
+        watch(page, problems)
+        page.goto(server.url)
+        ui = Page(page, info)
+        ui.wait_image(0)
+        return ui
+
+    yield open_page
+    assert not problems, problems
+
+
+@needs_browser
 def test_paint_page_in_a_browser(server):
     from playwright.sync_api import sync_playwright
 
@@ -129,10 +224,7 @@ def test_paint_page_in_a_browser(server):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
-            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-            page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url[:80]} {r.failure}"))
-            page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+            watch(page, problems)
             page.goto(server.url)
             ui = Page(page, info)
             ui.wait_image(0)  # the default map is generated on load
@@ -171,6 +263,9 @@ def test_paint_page_in_a_browser(server):
             assert (painted == 1).any() and not (swapped == 1).any()
             assert np.array_equal(swapped, np.where(painted == 1, 2, painted))
             assert not np.array_equal(swapped_image, painted_image), "the image ignored the swap"
+            ui.wait_compare()  # the swap shows the image before it (the one shown then) beside the one after
+            assert np.array_equal(ui.result("#compare-before"), painted_image)
+            assert np.array_equal(ui.result("#compare-after"), swapped_image)
 
             # fill the background from the bottom-left corner, then undo it (button) and the swap (Ctrl+Z)
             n = ui.completed
@@ -179,6 +274,7 @@ def test_paint_page_in_a_browser(server):
             ui.click_map(0, 31)
             ui.wait_image(n)
             assert np.array_equal(ui.label_map(), flood(swapped, 0, 31, 4))
+            assert page.locator("#compare").is_hidden(), "the before/after of the swap outlived the next edit"
             n = ui.completed
             page.click("#undo")
             assert np.array_equal(ui.label_map(), swapped)
@@ -186,10 +282,6 @@ def test_paint_page_in_a_browser(server):
             assert np.array_equal(ui.label_map(), painted)
             ui.wait_image(n)
             assert np.array_equal(ui.result(), painted_image), "same map and seed, different image"
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "paint_page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot: {shot}")
 
             # a seed, then a style image (this model has a style encoder), then back to the seed
             n = ui.completed
@@ -279,8 +371,7 @@ def test_static_assets_and_no_path_traversal(server):
         assert status == 404, (path, status, body[:100])
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("GAUGUIN_REQUIRE_BROWSER"),
-                    reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; CI requires it)")
+@needs_browser
 def test_page_on_an_onnx_export_without_style_inputs(tmp_path):
     """A SPADE without the style encoder, served from its ONNX export: the page hides the style controls
     it cannot use, takes the checkpoint's own label names, and still paints."""
@@ -312,3 +403,208 @@ def test_page_on_an_onnx_export_without_style_inputs(tmp_path):
             assert (ui.label_map() == 3).sum() > 20 and np.abs(ui.result().astype(int) - before).max() > 0
         finally:
             browser.close()
+
+
+@needs_browser
+def test_shortcuts_and_undo_redo(paint):
+    """B / F / E pick the tool, [ and ] the brush size within its range, Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y undo
+    and redo strokes, fills, clear, swap and uploads to the exact pixels; no shortcut fires in a text field."""
+    ui = paint()
+    page = ui.page
+    legend = page.inner_text("#shortcuts")
+    for key in ["B", "F", "E", "[", "]", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+Y", "N"]:
+        assert key in legend.replace(" + ", "+").replace("\n", " "), (key, legend)
+    assert page.locator("#shortcuts").is_visible()
+    titles = {s: page.get_attribute(s, "title") for s in ["#tool-brush", "#tool-fill", "#tool-eraser", "#undo",
+                                                          "#redo", "#brush-size", "#new-style"]}
+    assert "(B)" in titles["#tool-brush"] and "(F)" in titles["#tool-fill"] and "(E)" in titles["#tool-eraser"]
+    assert "Ctrl+Z" in titles["#undo"] and "Ctrl+Shift+Z" in titles["#redo"] and "Ctrl+Y" in titles["#redo"]
+    assert "[" in titles["#brush-size"] and "]" in titles["#brush-size"] and "(N)" in titles["#new-style"]
+
+    # tools and brush size
+    assert ui.tool() == "brush" and ui.size() == 3 and ui.history() == (False, False)
+    for key, tool in [("f", "fill"), ("e", "eraser"), ("b", "brush"), ("Shift+KeyF", "brush")]:
+        page.keyboard.press(key)
+        assert ui.tool() == tool, key
+    page.keyboard.press("]")
+    assert ui.size() == 4
+    for _ in range(2):
+        page.keyboard.press("[")
+    assert ui.size() == 2
+    for _ in range(4):
+        page.keyboard.press("[")
+    assert ui.size() == 1, "[ went below the slider's minimum"
+    for _ in range(20):
+        page.keyboard.press("]")
+    assert ui.size() == 16 == int(page.get_attribute("#brush-size", "max")), "] went past the slider's maximum"
+    page.eval_on_selector("#brush-size", "el => { el.value = 3; el.dispatchEvent(new Event('input')); }")
+
+    # history: a stroke, a fill, undone and redone with the keys and the buttons
+    m0, n = ui.label_map(), ui.completed
+    page.click('[data-label="3"]')
+    ui.stroke((2, 2), (29, 2))
+    m1 = ui.label_map()
+    assert (m1[1:4, 2:30] == 3).all() and np.array_equal(m1[5:], m0[5:])
+    assert ui.history() == (True, False)
+    page.keyboard.press("f")
+    page.click('[data-label="4"]')
+    ui.click_map(0, 31)
+    m2 = ui.label_map()
+    assert np.array_equal(m2, flood(m1, 0, 31, 4))
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m1) and ui.history() == (True, True)
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m0) and ui.history() == (False, True)
+    page.keyboard.press("Control+z")  # nothing left to undo
+    assert np.array_equal(ui.label_map(), m0)
+    page.keyboard.press("Control+Shift+KeyZ")
+    assert np.array_equal(ui.label_map(), m1) and ui.history() == (True, True)
+    page.keyboard.press("Control+y")
+    assert np.array_equal(ui.label_map(), m2) and ui.history() == (True, False)
+    page.click("#undo")
+    assert np.array_equal(ui.label_map(), m1) and ui.history() == (True, True)
+    # a new stroke after an undo: the redo stack is gone
+    page.keyboard.press("b")
+    page.click('[data-label="5"]')
+    ui.stroke((4, 20), (27, 20))
+    m3 = ui.label_map()
+    assert not np.array_equal(m3, m1) and ui.history() == (True, False)
+    page.keyboard.press("Control+y")
+    assert np.array_equal(ui.label_map(), m3), "redo after a new stroke brought back an undone edit"
+    page.keyboard.press("Control+z")  # the whole stroke is one step
+    assert np.array_equal(ui.label_map(), m1)
+
+    # typing in the seed field or a select: its keys, no shortcut (a number field's "e" is its exponent)
+    page.focus("#seed")
+    for key in ["f", "e", "[", "]", "Control+z", "Control+y"]:
+        page.keyboard.press(key)
+    assert ui.tool() == "brush" and ui.size() == 3 and np.array_equal(ui.label_map(), m1)
+    page.focus("#swap-from")
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m1)
+    page.eval_on_selector("#swap-from", "el => el.blur()")
+    ui.wait_image(n)
+    page.fill("#seed", "0")
+
+    # clear, swap and an upload: each one step, undone and redone
+    page.click("#clear")
+    assert not ui.label_map().any()
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m1)
+    page.keyboard.press("Control+Shift+KeyZ")
+    assert not ui.label_map().any()
+    page.keyboard.press("Control+z")
+    page.select_option("#swap-from", "3")
+    page.select_option("#swap-to", "7")
+    page.click("#swap")
+    assert np.array_equal(ui.label_map(), np.where(m1 == 3, 7, m1))
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m1) and page.locator("#compare").is_hidden()
+    page.keyboard.press("Control+y")
+    assert np.array_equal(ui.label_map(), np.where(m1 == 3, 7, m1))
+    page.keyboard.press("Control+z")
+    ids = np.zeros((32, 32), np.uint8)
+    ids[8:24, 4:12] = 6
+    page.set_input_files("#upload-labels", files=[{"name": "ids.png", "mimeType": "image/png", "buffer": png(ids)}])
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('loaded ids.png')")
+    assert np.array_equal(ui.label_map(), ids) and ui.history() == (True, False)
+    page.keyboard.press("Control+z")
+    assert np.array_equal(ui.label_map(), m1)
+    page.click("#redo")
+    assert np.array_equal(ui.label_map(), ids) and ui.history() == (True, False)
+    ui.idle()
+    assert page.evaluate("window.gauguin.requests") == ui.completed
+
+
+@needs_browser
+def test_pen_and_touch_paint(paint):
+    """A pen and a finger paint through the same Pointer Events path as the mouse; a tap fills."""
+    script = (STATIC / "paint.js").read_text()
+    assert not re.search(r"\b(mouse|touch)(down|move|up|start|end|cancel)\b", script), "handlers besides Pointer Events"
+    ui = paint(has_touch=True)
+    page = ui.page
+    assert page.eval_on_selector("#paint", "el => getComputedStyle(el).touchAction") == "none"
+    page.evaluate("""() => { window.pointerTypes = [];
+        document.querySelector('#paint').addEventListener('pointerdown', e => pointerTypes.push(e.pointerType)); }""")
+    before, n = ui.label_map(), ui.completed
+    page.click('[data-label="3"]')
+    ui.pen_stroke((2, 5), (15, 5), (29, 5))  # size 3: rows 4..6, columns 1..30
+    expected = before.copy()
+    expected[4:7, 1:31] = 3
+    assert np.array_equal(ui.label_map(), expected), "the pen's stroke"
+    page.click('[data-label="5"]')
+    ui.touch_stroke((20, 10), (20, 18), (20, 27))  # rows 9..28, columns 19..21
+    expected[9:29, 19:22] = 5
+    assert np.array_equal(ui.label_map(), expected), "the finger's stroke"
+    page.keyboard.press("f")
+    page.click('[data-label="4"]')
+    page.touchscreen.tap(*ui.point(0, 31))
+    expected = flood(expected, 0, 31, 4)
+    assert np.array_equal(ui.label_map(), expected), "a tap with the fill tool"
+    assert page.evaluate("pointerTypes") == ["pen", "touch", "touch"]
+    page.keyboard.press("Control+z")  # the tap, and the finger's stroke is one step too
+    page.keyboard.press("Control+z")
+    expected = before.copy()
+    expected[4:7, 1:31] = 3
+    assert np.array_equal(ui.label_map(), expected)
+    ui.wait_image(n)
+
+
+@needs_browser
+def test_swap_before_after_and_gallery(paint, server):
+    """The gallery keeps the last 6 results, newest first, and a click shows one again with its seed; a swap
+    shows the image before it beside the one after it, until the next edit or Dismiss."""
+    ui = paint()
+    page = ui.page
+    assert ui.gallery() == ["seed 0"] and page.locator("#compare").is_hidden()
+    images = {0: ui.result()}
+    for seed in range(11, 17):
+        n = ui.completed
+        page.fill("#seed", str(seed))
+        ui.wait_image(n)
+        images[seed] = ui.result()
+        assert ui.gallery() == [f"seed {s}" for s in range(seed, 10, -1)] + ["seed 0"] * (seed < 16)
+    assert len(ui.gallery()) == 6 and page.get_attribute("#gallery li:first-child button", "aria-current") == "true"
+    assert np.array_equal(ui.result("#gallery li:first-child img"), images[16])
+    thumb = page.locator('#gallery button[data-seed="13"]')
+    thumb.click()
+    page.wait_for_function("document.querySelector('#seed').value === '13'")
+    assert np.array_equal(ui.result(), images[13]) and thumb.get_attribute("aria-current") == "true"
+    assert page.locator("#gallery [aria-current]").count() == 1 and "seed 13" in page.inner_text("#status")
+
+    # a swap while the result shows an older image: the page generates the image before the swap
+    n = ui.completed
+    page.select_option("#swap-from", "1")
+    page.select_option("#swap-to", "2")
+    page.click("#swap")
+    assert page.locator("#compare").is_visible()
+    ui.wait_image(n)
+    ui.wait_compare()
+    swapped = ui.result()
+    before, after = ui.result("#compare-before"), ui.result("#compare-after")
+    assert np.array_equal(before, images[13]), "before: the image of the map before the swap, seed 13"
+    assert np.array_equal(after, swapped) and not np.array_equal(after, before)
+    assert "seed 13" in page.inner_text("#status") and ui.gallery()[0] == "seed 13" and len(ui.gallery()) == 6
+    page.click("#compare-dismiss")
+    assert page.locator("#compare").is_hidden()
+
+    # a swap back, the image before it is the one shown
+    n = ui.completed
+    page.select_option("#swap-from", "2")
+    page.select_option("#swap-to", "1")
+    page.click("#swap")
+    ui.wait_image(n)
+    ui.wait_compare()
+    assert np.array_equal(ui.result("#compare-before"), swapped)
+    assert np.array_equal(ui.result("#compare-after"), ui.result())
+    assert np.array_equal(ui.result(), images[13]), "swapped back: the image of the first map"
+    assert page.get_by_text("Before swap").is_visible() and page.get_by_text("After swap").is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "paint_page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    n = ui.completed
+    ui.stroke((2, 2), (10, 2))  # the next edit ends the comparison
+    assert page.locator("#compare").is_hidden()
+    ui.wait_image(n)
+    assert len(ui.gallery()) == 6

@@ -17,8 +17,9 @@ from PIL import Image
 from gauguin.models.inference import draw_inputs
 from gauguin.sampling import resize_ids as torch_resize_ids
 from gauguin.serve.app import Limits, PaintServer
-from gauguin.serve.engine import (Engine, EngineBusy, Label, ModelInfo, RequestError, TorchBackend,
+from gauguin.serve.engine import (Engine, EngineBusy, Label, ModelInfo, OnnxBackend, RequestError, TorchBackend,
                                   colors_to_label_ids, decode_label_map, resize_ids)
+from gauguin.serve.export import export
 
 
 class FakeBackend:
@@ -77,7 +78,7 @@ def test_decode_label_map_modes_and_errors():
 
 def test_engine_batches_concurrent_requests_with_the_same_results():
     backend = FakeBackend(delay=0.05)
-    engine = Engine(backend, max_batch=8)
+    engine = Engine(backend, max_batch=8, cache_size=0)  # every request runs
     maps = [np.full((8, 8), i % 4, np.int64) for i in range(12)]
     alone = [engine.generate(m, seed=i) for i, m in enumerate(maps)]
     assert backend.batch_sizes == [1] * 12
@@ -89,6 +90,26 @@ def test_engine_batches_concurrent_requests_with_the_same_results():
     style = np.full((1, 8, 8), 0.5, np.float32)
     styled = engine.generate(maps[1], style=style)
     np.testing.assert_allclose(styled, maps[1][None] / 10 + 0.5)
+    engine.close()
+
+
+def test_engine_answers_a_repeated_request_from_its_cache():
+    backend = FakeBackend()
+    engine = Engine(backend, cache_size=2)
+    maps = [np.full((8, 8), i, np.int64) for i in range(3)]
+    first = engine.generate(maps[0], seed=5)
+    expected = first.copy()
+    first[:] = -9  # the caller's copy: the cache keeps its own
+    np.testing.assert_array_equal(engine.generate(maps[0], seed=5), expected)
+    assert len(backend.batch_sizes) == 1 and engine.cache_hits == 1
+    engine.generate(maps[0], seed=6)  # another seed, another style: generated
+    style = np.full((1, 8, 8), 0.25, np.float32)
+    engine.generate(maps[0], style=style)
+    engine.generate(maps[0], style=style)  # the same style image: cached
+    assert len(backend.batch_sizes) == 3 and engine.cache_hits == 2
+    engine.generate(maps[1], seed=5)  # the oldest entry (map 0, seed 5) leaves a cache of 2
+    engine.generate(maps[0], seed=5)
+    assert len(backend.batch_sizes) == 5
     engine.close()
 
 
@@ -203,7 +224,10 @@ def test_concurrent_clients_all_get_their_images(server):
     assert np.abs(alone - batched).max() <= 1  # batched or alone, the same image (up to rounding)
 
 
-def test_paint_cli_serves_a_checkpoint_through_its_onnx_export(paint_checkpoint, tmp_path):
+@pytest.mark.parametrize("source", ["checkpoint", "shipped default"])
+def test_paint_cli_serves_a_checkpoint_or_the_default_model(source, paint_checkpoint, tmp_path):
+    """`gauguin paint CHECKPOINT` (exported once, cached) and `gauguin paint` (the shipped bundle, nothing
+    exported or trained): the page and the API answer; the backend is picked by timing the passing paths."""
     import os
     import socket
     import subprocess
@@ -213,7 +237,8 @@ def test_paint_cli_serves_a_checkpoint_through_its_onnx_export(paint_checkpoint,
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    process = subprocess.Popen([sys.executable, "-m", "gauguin.cli", "paint", str(paint_checkpoint), "--port", str(port)],
+    given = [str(paint_checkpoint)] if source == "checkpoint" else []
+    process = subprocess.Popen([sys.executable, "-m", "gauguin.cli", "paint", *given, "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -233,30 +258,116 @@ def test_paint_cli_serves_a_checkpoint_through_its_onnx_export(paint_checkpoint,
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]
-    assert "exporting" in output and "OnnxBackend" in output, output
-    exports = list((tmp_path / "cache" / "gauguin" / "paint" / "exports").iterdir())
-    assert len(exports) == 1 and (exports[0] / "generator.onnx").is_file() and (exports[0] / "style_encoder.onnx").is_file()
+    assert f"open http://127.0.0.1:{port}" in output, output
+    exports = tmp_path / "cache" / "gauguin" / "paint" / "exports"
+    if source == "checkpoint":
+        assert "exporting" in output and "serving the fastest" in output
+        assert [(e / "generator.onnx").is_file() and (e / "style_encoder.onnx").is_file() for e in exports.iterdir()] \
+            == [True]
+    else:
+        assert "exporting" not in output and "training" not in output and not exports.exists()
+        assert "OnnxBackend int8" in output  # the shipped bundle holds the int8 graphs
 
 
 @pytest.mark.slow
-def test_default_model_is_trained_once_then_cached(tmp_path, monkeypatch):
+def test_the_default_model_bundle_is_built_verified_and_served(tmp_path, monkeypatch):
+    """`gauguin paint --retrain`'s build (tiny widths, 2 steps): a bundle of the int8 graphs (generator and
+    style encoder, each PSNR-checked) and a manifest; a damaged file is named with the fix; a failed rebuild
+    leaves the old bundle."""
+    from gauguin.experiments import paint_model
     from gauguin.serve import paint_models
-    from gauguin.serve.engine import OnnxBackend
-    from gauguin.training import paint_default
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(paint_default, "DEFAULT_CONFIG", {**paint_default.DEFAULT_CONFIG, "ngf": 8, "ndf": 8,
-                                                          "batch_size": 4, "steps": 2, "checkpoint_every": 2})
+    monkeypatch.setattr(paint_model, "work_dir", lambda: tmp_path / "work")
+    monkeypatch.setattr(paint_model, "RECIPE", {**paint_model.RECIPE, "ngf": 8, "ndf": 8, "batch_size": 4,
+                                                "steps": 2, "checkpoint_every": 2})
+    monkeypatch.setattr(paint_model, "SCORED_MAPS", 8)
     lines = []
-    run = paint_default.default_paint_checkpoint(progress=False, log=lines.append)
-    assert run == tmp_path / "gauguin" / "paint" / f"spade_fashion_{paint_default.VERSION}" / "run"
-    assert len(lines) == 1 and "training the default model" in lines[0]
-    assert paint_default.default_paint_checkpoint(progress=False, log=lines.append) == run
-    assert len(lines) == 1  # trained once: not trained again
-    backend = paint_models.load_backend(run, log=lines.append)
-    assert isinstance(backend, OnnxBackend) and backend.info.num_labels == 11 and backend.info.style_image
-    with pytest.raises(ValueError, match="runs on onnxruntime only"):
-        paint_models.load_backend(backend.folder, backend="torch")
+    bundle = tmp_path / "bundle"
+    manifest = paint_model.build(bundle, progress=False, log=lines.append)
+    assert "training the default model" in lines[0] and lines[-1].startswith(f"gauguin paint: wrote {bundle}")
+    assert manifest["step"] == 2 and manifest["recipe"]["ngf"] == 8 and manifest["config"]["ngf"] == 8
+    assert set(manifest["files"]) == {"export/model.json", "export/generator_int8.onnx",
+                                      "export/style_encoder_int8.onnx"}
+    assert set(manifest["metrics"]["int8_psnr_db_vs_fp32"]) == {"generator_int8.onnx", "style_encoder_int8.onnx"}
+    assert 0 <= manifest["metrics"]["segmentation"]["generated"]["miou"] <= 1
+    assert paint_models.read_bundle(bundle) == manifest == json.loads((bundle / "manifest.json").read_text())
+    assert paint_models.serving_paths(bundle / "export", None) == [("onnx", "int8")]
+    with pytest.raises(ValueError, match="holds the int8 graph only"):
+        OnnxBackend(bundle / "export", precision="fp32")
+    backend = paint_models.load_backend(bundle, log=lines.append)  # one passing path: served, not timed
+    assert backend.info.num_labels == 11 and backend.info.style_image and backend.precision == "int8"
+    engine = Engine(backend)
+    assert engine.generate(np.zeros((32, 32), np.int64), style=np.zeros((1, 32, 32), np.float32)).shape == (1, 32, 32)
+    engine.close()
+    onnx = bundle / "export" / "generator_int8.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(paint_models.DamagedModelError, match=r"generator_int8.onnx does not match the sha256 in .*"
+                                                             r"manifest.json .*reinstall gauguin .*--retrain"):
+        paint_models.load_backend(bundle)
+    (bundle / "manifest.json").write_text("{")
+    with pytest.raises(paint_models.DamagedModelError, match="is not a readable model manifest"):
+        paint_models.read_bundle(bundle)
+    before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    monkeypatch.setattr(paint_model, "score", lambda checkpoint: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        paint_model.build(bundle, progress=False, log=lines.append)
+    assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before  # nothing saved is lost
+
+
+def test_the_shipped_default_model_verifies_and_serves_without_the_training_loop(tmp_path):
+    """The bundle in the package matches its manifest and the recipe of `gauguin paint --retrain`, stays small,
+    and serving it (backend choice, app) imports neither the training loop nor the experiments."""
+    import subprocess
+    import sys
+
+    from gauguin.experiments import paint_model
+    from gauguin.serve.paint_models import SHIPPED, read_bundle
+
+    manifest = read_bundle(SHIPPED)
+    assert manifest["recipe"] == paint_model.RECIPE and manifest["name"].endswith(paint_model.VERSION)
+    assert sum(entry["bytes"] for entry in manifest["files"].values()) < 20 * 2**20
+    assert manifest["metrics"]["segmentation"]["generated"]["miou"] > 0.3  # follows its maps (real: ~0.6)
+    code = ("import sys; from gauguin.serve.paint_models import SHIPPED, load_backend; "
+            "from gauguin.serve.app import create_app; from gauguin.serve.engine import Engine; import gauguin.cli; "
+            "engine = Engine(load_backend(SHIPPED, log=lambda line: None)); create_app(engine); "
+            "print(engine.generate(__import__('numpy').zeros((32, 32), int), 3).shape); "
+            "print(sorted(m for m in sys.modules if m.startswith(('gauguin.training', 'gauguin.experiments'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["(1, 32, 32)", "[]"]
+
+
+def test_serving_paths_are_the_quality_passing_ones(tmp_path):
+    """`--backend auto` times only the paths whose PSNR vs fp32 passed at export, and fp32; explicit choices
+    are honoured where a backend runs them and refused in one line where none does."""
+    from gauguin.serve.paint_models import serving_paths
+
+    def folder(int8: bool | None, bf16: bool | None):
+        out = tmp_path / f"e{int8}{bf16}"
+        out.mkdir()
+        graphs = {"generator.onnx": {}}
+        if int8 is not None:
+            graphs["generator_int8.onnx"] = {"quantization": {"passed": int8}}
+        quality = {} if bf16 is None else {"torch-bf16": {"passed": bf16}}
+        (out / "model.json").write_text(json.dumps({"graphs": graphs, "quality": quality}))
+        return out
+
+    checkpoint = tmp_path / "ckpt"
+    both = folder(True, True)
+    assert serving_paths(both, checkpoint) == [("torch", "bf16"), ("onnx", "int8"), ("torch", "fp32"), ("onnx", "fp32")]
+    assert serving_paths(both, None) == [("onnx", "int8"), ("onnx", "fp32")]  # an export alone: onnxruntime
+    assert serving_paths(folder(False, False), checkpoint) == [("torch", "fp32"), ("onnx", "fp32")]
+    assert serving_paths(folder(None, None), checkpoint, "onnx") == [("onnx", "fp32")]
+    assert serving_paths(both, checkpoint, "torch", "fp32") == [("torch", "fp32")]
+    assert serving_paths(folder(False, None), checkpoint, "auto", "int8") == [("onnx", "int8")]  # asked: served
+    assert serving_paths(both, checkpoint, "auto", "bf16") == [("torch", "bf16")]
+    for args, message in (((both, None, "torch"), "runs on onnxruntime only"),
+                          ((both, checkpoint, "torch", "int8"), "runs fp32 or bf16, not int8"),
+                          ((both, checkpoint, "onnx", "bf16"), "runs fp32 or int8, not bf16")):
+        with pytest.raises(ValueError, match=message):
+            serving_paths(*args)
 
 
 def test_psnr_by_hand():
@@ -300,7 +411,7 @@ def test_int8_export_is_checked_and_chosen_only_when_good(paint_checkpoint, tmp_
 
 def test_engine_drops_cancelled_requests_and_refuses_after_close():
     backend = FakeBackend(delay=0.2)
-    engine = Engine(backend, max_batch=1)
+    engine = Engine(backend, max_batch=1, cache_size=0)  # the repeated map runs again
     ok = np.zeros((8, 8), np.int64)
     first, second = engine.submit(ok), engine.submit(ok)
     assert second.cancel()  # its caller gave up while it waited
@@ -553,6 +664,8 @@ def test_one_seed_gives_the_page_and_translate_the_same_image(server, paint_chec
     ids[12:20, 2:30] = 7
     Image.fromarray(ids).save(tmp_path / "map.png")
     loaded = load_generator(paint_checkpoint)
+    export(paint_checkpoint, tmp_path / "export")
+    onnx_engine = Engine(OnnxBackend(tmp_path / "export", precision="fp32"))
     for seed in (0, 7, 2**40 + 3):
         status, body, _ = post(server.url + "/api/generate", generate_body((tmp_path / "map.png").read_bytes(),
                                                                           seed=seed))
@@ -573,5 +686,7 @@ def test_one_seed_gives_the_page_and_translate_the_same_image(server, paint_chec
         assert np.array_equal(feeds["z"], drawn["z"].numpy())
         image = engine.generate(label_map.numpy(), seed)
         assert np.abs(image - library.numpy()).max() < 1e-4, seed
+        exported = onnx_engine.generate(label_map.numpy(), seed)  # the export: the same draw, the same image
+        assert np.abs(exported - library.numpy()).max() < 1e-3, seed
     other = post(server.url + "/api/generate", generate_body((tmp_path / "map.png").read_bytes(), seed=8))[1]
     assert not np.array_equal(np.asarray(Image.open(io.BytesIO(other)), np.int16), page)  # seeds do matter

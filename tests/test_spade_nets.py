@@ -119,6 +119,46 @@ def test_spade_takes_a_tensor_or_a_pyramid():
     torch.testing.assert_close(spade(x, seg), spade(x, resize_segmap(seg, (8, 8))))
 
 
+@pytest.mark.parametrize("kernel,extra,bias", [(3, 0, True), (3, 1, True), (5, 2, False), (1, 0, True)])
+def test_one_hot_conv_is_the_conv_of_the_one_hot(kernel, extra, bias):
+    """The lookup equals the dense conv of the one-hot (+ extra channels) at every pixel, borders included."""
+    from gauguin.nn.labels import one_hot_labels
+    from gauguin.nn.spade import one_hot_conv
+
+    torch.manual_seed(kernel + extra)
+    conv = torch.nn.Conv2d(7 + extra, 16, kernel, padding=kernel // 2, bias=bias)
+    ids = torch.randint(0, 7, (2, 9, 11))
+    extras = (torch.rand(2, extra, 9, 11) > 0.5).float() if extra else None
+    dense = one_hot_labels(ids, 7) if not extra else torch.cat([one_hot_labels(ids, 7), extras], 1)
+    out = one_hot_conv(conv, ids, extras)
+    torch.testing.assert_close(out, conv(dense), rtol=0, atol=1e-5)  # fp32 sums of <= 25 + 2 terms
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):  # in the autocast dtype, as the dense conv would be
+        assert one_hot_conv(conv, ids, extras).dtype == torch.bfloat16
+
+
+def test_generator_with_label_ids_equals_the_dense_generator():
+    """SPADE's inference path (ids in the pyramid: lookups, no one-hot resizes) gives the dense path's images,
+    with instance edges as an extra channel too; the lookup table is rebuilt when the weights change."""
+    from gauguin.nn.labels import one_hot_labels
+
+    torch.manual_seed(0)
+    G = SPADEGenerator(6, ngf=4, crop_size=32, param_free_norm="batch", use_vae=True, z_dim=8).eval()
+    ids = torch.randint(0, 5, (2, 32, 32))
+    edges = (torch.rand(2, 1, 32, 32) > 0.8).float()
+    segmap, z = torch.cat([one_hot_labels(ids, 5), edges], 1), torch.randn(2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(G(SegmapPyramid.from_ids(ids, 5, edges), z), G(segmap, z), rtol=0, atol=1e-5)
+        for p in G.head_0.norm_0.mlp_shared.parameters():
+            p.add_(1.0)  # in place: the cached table must follow
+        torch.testing.assert_close(G(SegmapPyramid.from_ids(ids, 5, edges), z), G(segmap, z), rtol=0, atol=1e-5)
+    pyramid = SegmapPyramid.from_ids(ids, 5, edges)
+    for size in ((32, 32), (8, 8), (2, 2)):  # a layer that asks for the map gets the dense one's resize
+        torch.testing.assert_close(pyramid.at(size), resize_segmap(segmap, size), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not describe a segmentation map"):
+        SegmapPyramid.from_ids(ids, 5, edges[:, :, :16])
+
+
 @pytest.mark.parametrize("fin,fout", [(8, 8), (8, 4), (4, 8)])
 def test_learned_shortcut_iff_channels_change(fin, fout):
     block = SPADEResBlock(fin, fout, label_nc=3, param_free_norm="batch")

@@ -66,12 +66,16 @@ class SemanticFamily(GANFamily):
              takes_style: bool = False, **settings: Any) -> InferenceSpec:
         """The spec of a label-map generator: ids (+ instance ids) and the ``drawn`` style inputs."""
         def run(G: nn.Module, inputs: dict[str, Tensor]) -> Tensor:
-            return self.generate(G, semantic_input(inputs, self.data.num_labels, self.use_instances), inputs)
+            return self.generate(G, self.inference_semantic(inputs), inputs)
 
         inputs = label_map_inputs(self.data.num_labels, self.use_instances) + drawn
         graph = Graph("generator", inputs, run, multiple=multiple, min_blocks=min_blocks, takes_style=takes_style)
         size = tuple(self.data.image_size) if all(self.data.image_size) else (self.cfg.image_size,) * 2
         return InferenceSpec((graph, *extra), size, self.data.channels, settings)
+
+    def inference_semantic(self, inputs: dict[str, Tensor]) -> Any:
+        """What :meth:`generate` gets as ``segmap`` at inference: the one-hot map (+ instance edges)."""
+        return semantic_input(inputs, self.data.num_labels, self.use_instances)
 
     def generate(self, G: nn.Module, segmap: Tensor, inputs: dict[str, Tensor]) -> Tensor:
         """Images from the one-hot ``segmap`` and the other ``inputs`` (style codes, draws, a style image)."""

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..config import ConfigError
+from ..nn.labels import checked_label_ids, instance_edges
+from ..nn.spade import SegmapPyramid
 from .base import Batch, DataInfo, Logs
 from .inference import Graph, Input
 from .semantic import ConditionedFakes, SemanticConfig, SemanticFamily, paired_input
@@ -70,7 +72,7 @@ class SPADEModel(nn.Module):
         self.generator = generator
         self.encoder = encoder
 
-    def forward(self, segmap: Tensor, z: Tensor | None = None, style: Tensor | None = None) -> Tensor:
+    def forward(self, segmap: Tensor | SegmapPyramid, z: Tensor | None = None, style: Tensor | None = None) -> Tensor:
         """Image for ``segmap``; style from ``z``, or the mean code of a ``style`` image, or random."""
         if style is not None:
             z = self.encode(style)[0]
@@ -114,7 +116,13 @@ class SPADE(SemanticFamily):
         return self.spec((Input("z", "normal", self.cfg.z_dim),), encoder, takes_style=True, use_vae=True,
                          encoder_input_size=self.cfg.encoder_input_size)
 
-    def generate(self, G: nn.Module, segmap: Tensor, inputs: dict[str, Any]) -> Tensor:
+    def inference_semantic(self, inputs: dict[str, Tensor]) -> SegmapPyramid:
+        """The label ids' pyramid: SPADE's first convs look their outputs up (``one_hot_conv``); no one-hot."""
+        extra = instance_edges(inputs["instance"]) if self.use_instances else None
+        return SegmapPyramid.from_ids(checked_label_ids(inputs["label_map"], self.data.num_labels),
+                                      self.data.num_labels, extra)
+
+    def generate(self, G: nn.Module, segmap: Tensor | SegmapPyramid, inputs: dict[str, Any]) -> Tensor:
         return G(segmap, z=inputs.get("z"), style=inputs.get("style"))
 
     # ------------------------------------------------------------------ losses

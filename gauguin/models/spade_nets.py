@@ -93,14 +93,15 @@ class SPADEGenerator(nn.Module):
     def up(x: Tensor) -> Tensor:
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
-    def forward(self, segmap: Tensor, z: Tensor | None = None) -> Tensor:
-        """``segmap`` [B, label_nc, H, W] (one-hot + extra channels) → image [B, out_channels, H, W] in [-1, 1]."""
-        if segmap.shape[1] != self.label_nc:
-            raise ValueError(f"segmap has {segmap.shape[1]} channels, this generator expects label_nc={self.label_nc}")
-        seg = SegmapPyramid(segmap)  # one nearest resize per resolution for all 18+ SPADE layers
+    def forward(self, segmap: Tensor | SegmapPyramid, z: Tensor | None = None) -> Tensor:
+        """``segmap`` [B, label_nc, H, W] (one-hot + extra channels; or its pyramid, e.g. with the label ids)
+        → image [B, out_channels, H, W] in [-1, 1]."""
+        seg = segmap if isinstance(segmap, SegmapPyramid) else SegmapPyramid(segmap)  # one resize per size
+        if seg.shape[1] != self.label_nc:
+            raise ValueError(f"segmap has {seg.shape[1]} channels, this generator expects label_nc={self.label_nc}")
         if self.use_vae:
             if z is None:
-                z = torch.randn(segmap.shape[0], self.z_dim, device=segmap.device, dtype=segmap.dtype)
+                z = torch.randn(seg.shape[0], self.z_dim, device=seg.device, dtype=seg.dtype)
             x = self.fc(z).view(-1, self.fc.out_features // (self.sh * self.sw), self.sh, self.sw)
         else:
             if z is not None:

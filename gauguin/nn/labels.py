@@ -15,9 +15,8 @@ def is_exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
-def one_hot_labels(label_map: Tensor, num_labels: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """One-hot ``[B, num_labels, H, W]`` of an integer label map ``[B, H, W]`` (written with one
-    ``scatter_``, no permuted copy). An id outside ``0..num_labels-1`` is a ValueError."""
+def checked_label_ids(label_map: Tensor, num_labels: int) -> Tensor:
+    """``label_map`` ``[B, H, W]`` as int64 ids, checked: an id outside ``0..num_labels-1`` is a ValueError."""
     if label_map.ndim != 3:
         raise ValueError(f"label_map must be [B, H, W], got shape {tuple(label_map.shape)}")
     if label_map.dtype.is_floating_point or label_map.dtype == torch.bool:
@@ -31,6 +30,13 @@ def one_hot_labels(label_map: Tensor, num_labels: int, dtype: torch.dtype = torc
             raise ValueError(
                 f"label_map holds ids {low}..{high} but num_labels={num_labels} allows 0..{num_labels - 1}"
             )
+    return label_map
+
+
+def one_hot_labels(label_map: Tensor, num_labels: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """One-hot ``[B, num_labels, H, W]`` of an integer label map ``[B, H, W]`` (written with one
+    ``scatter_``, no permuted copy). An id outside ``0..num_labels-1`` is a ValueError."""
+    label_map = checked_label_ids(label_map, num_labels)
     b, h, w = label_map.shape
     out = torch.zeros(b, num_labels, h, w, dtype=dtype, device=label_map.device)
     return out.scatter_(1, label_map.unsqueeze(1), 1)

@@ -177,7 +177,9 @@ def create_app(engine: Engine, limits: Limits | None = None) -> FastAPI:
     @app.get("/api/health", tags=["paint"])
     async def health() -> dict:  # on the event loop: answers while every worker thread waits on the model
         return {"status": "ok", "family": info.family, "image_size": list(info.image_size),
-                "waiting": engine.waiting, "served": engine.served, "uptime_s": round(time.time() - started, 1)}
+                "waiting": engine.waiting, "served": engine.served, "cache_hits": engine.cache_hits,
+                "backend": f"{type(engine.backend).__name__} {getattr(engine.backend, 'precision', '')}".strip(),
+                "uptime_s": round(time.time() - started, 1)}
 
     @app.get("/api/labels", tags=["paint"])
     async def labels() -> dict:

@@ -8,11 +8,13 @@ server), and requests that arrive while a batch runs are stacked into the next b
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import queue
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -154,19 +156,23 @@ class OnnxBackend:
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{meta_path} is not readable JSON ({err}); export the checkpoint again") from err
         graphs = meta.get("graphs") or {}
-        if "generator.onnx" not in graphs:
+        if "generator.onnx" not in graphs and "generator_int8.onnx" not in graphs:
             raise ValueError(f"{meta_path} lists no generator.onnx (a safetensors export?); export with --format onnx")
         int8 = graphs.get("generator_int8.onnx", {}).get("quantization")
         if precision == "int8" and int8 is None:
             raise ValueError(f"{self.folder} has no int8 graph: export with `gauguin export CHECKPOINT --quantize int8`")
-        if precision == "int8" or (precision == "auto" and int8 is not None and int8["passed"]):
+        if "generator.onnx" not in graphs and precision == "fp32":
+            raise ValueError(f"{self.folder} holds the int8 graph only (a shipped model): serve it with --precision "
+                             "auto or int8")
+        if precision == "int8" or (precision == "auto" and int8 is not None and (
+                int8["passed"] or "generator.onnx" not in graphs)):
             self.precision, file = "int8", "generator_int8.onnx"
         elif precision in ("auto", "fp32"):
             self.precision, file = "fp32", "generator.onnx"
         else:
             raise ValueError(f"onnxruntime runs precision fp32, int8 or auto, not {precision!r}")
-        for name in ("generator.onnx", "style_encoder.onnx"):
-            parity = (graphs.get(name) or {}).get("parity")
+        for name, entry in graphs.items():
+            parity = entry.get("parity")
             if parity is not None and not parity["passed"]:
                 raise ValueError(f"{self.folder / name} failed its parity check at export (max abs diff "
                                  f"{parity['max_abs_diff']:.3g}): it is not served; export the checkpoint again")
@@ -180,7 +186,7 @@ class OnnxBackend:
         if encoder is not None:
             self.encoder = ort.InferenceSession(str(self.folder / encoder[0]), options, providers=providers)
             style_input = encoder[1]["replaces"]
-        declared = graphs["generator.onnx"].get("declared_inputs")
+        declared = graphs[file].get("declared_inputs")
         if declared is not None:
             inputs = {i["name"]: (i["kind"], int(i["size"])) for i in declared}
         else:  # older exports: the inputs' names said their kinds
@@ -197,14 +203,34 @@ class OnnxBackend:
         return self.encoder.run(["mu"], {"style": style})[0]
 
 
+def serving_copy(generator, precision: str = "fp32"):
+    """``generator`` as :class:`TorchBackend` runs it: a copy with spectral norm folded into the weights (no σ
+    per forward); for ``bf16`` also its conv / linear weights in bf16 (autocast then casts no weight per
+    forward; norms keep fp32 statistics) and channels-last memory (what oneDNN's bf16 kernels want)."""
+    import torch
+
+    from ..nn.spectral import fold_spectral_norm
+
+    served = fold_spectral_norm(generator).eval()
+    if precision == "bf16":
+        for module in served.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                module.to(torch.bfloat16)
+        served.to(memory_format=torch.channels_last)
+    return served
+
+
 class TorchBackend:
-    """A gauguin checkpoint on PyTorch; ``precision`` ``bf16`` runs under bfloat16 autocast."""
+    """A gauguin checkpoint on PyTorch (:func:`serving_copy`); ``bf16`` runs under bfloat16 autocast."""
 
     def __init__(self, checkpoint: str | Path, precision: str = "fp32", device: str = "cpu"):
         from ..sampling import load_generator
 
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"PyTorch serves precision fp32 or bf16, not {precision!r}")
         self.loaded = load_generator(checkpoint, device)
         self.precision = precision
+        self.generator = serving_copy(self.loaded.generator, precision)
         spec = self.loaded.spec
         self.encoder = spec.style_encoder
         inputs = {i.name: (i.kind, i.size) for i in spec.main.inputs}
@@ -221,13 +247,13 @@ class TorchBackend:
 
         tensors = {k: torch.from_numpy(v).to(self.loaded.device) for k, v in inputs.items()}
         with torch.inference_mode(), self._autocast():
-            return self.loaded.spec.main.run(self.loaded.generator, tensors).float().cpu().numpy()
+            return self.loaded.spec.main.run(self.generator, tensors).float().cpu().numpy()
 
     def encode(self, style: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            code = self.encoder.run(self.loaded.generator, {"style": torch.from_numpy(style).to(self.loaded.device)})
+            code = self.encoder.run(self.generator, {"style": torch.from_numpy(style).to(self.loaded.device)})
         return code[0].float().cpu().numpy()
 
 
@@ -302,6 +328,19 @@ def seeded_draws(seeds: list[int], kind: str, size: int) -> np.ndarray:
     return np.stack([draw(spec, 1, torch.Generator().manual_seed(seed))[0].numpy() for seed in seeds])
 
 
+def generator_feeds(info: ModelInfo, label_maps: np.ndarray, seeds: list[int]) -> dict[str, np.ndarray]:
+    """A generator's named inputs for a batch: the ids, and the style drawn from each seed."""
+    feeds: dict[str, np.ndarray] = {}
+    for name, (kind, size) in info.inputs.items():
+        if kind in ("label_map", "instance"):  # a painted region is one instance
+            feeds[name] = label_maps
+        elif kind in ("normal", "uniform"):
+            feeds[name] = seeded_draws(seeds, kind, size)
+        else:
+            raise ValueError(f"{info.source}: the engine cannot feed the generator input {name!r} ({kind})")
+    return feeds
+
+
 def read_as_training_does(reader, data: bytes, what: str):
     """``reader`` (a :mod:`gauguin.data.label_files` reader: what training decodes its files with)
     on a request's bytes, so that a request's pixels mean what the training files' pixels meant.
@@ -368,6 +407,7 @@ class _Request:
     seed: int
     style: np.ndarray | None
     future: Future = field(default_factory=Future)
+    key: bytes = b""
 
 
 class Engine:
@@ -377,13 +417,20 @@ class Engine:
     raises :class:`EngineBusy` at once. The worker takes every waiting request (up to ``max_batch``)
     into one batch, so concurrent clients share a forward pass. A request whose caller gave up
     (its future cancelled, e.g. after a timeout) is dropped before it costs a forward pass.
+    The last ``cache_size`` images are kept by (map, seed, style): a request the page repeats (undo to
+    a map it showed, a style it comes back to) is answered without a forward pass.
     """
 
-    def __init__(self, backend: Backend, max_batch: int = 8, queue_size: int = 64, timeout_s: float = 60.0):
+    def __init__(self, backend: Backend, max_batch: int = 8, queue_size: int = 64, timeout_s: float = 60.0,
+                 cache_size: int = 64):
         self.backend = backend
         self.info = backend.info
         self.max_batch = max_batch
         self.timeout_s = timeout_s
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=queue_size)
         self._closed = False
         self.served = 0
@@ -392,16 +439,9 @@ class Engine:
         self._worker.start()
 
     def inputs(self, label_maps: np.ndarray, seeds: list[int], styles: np.ndarray | None) -> dict[str, np.ndarray]:
-        """The generator's named inputs for a batch: ids, and the style drawn from each seed (or the
-        encoder's code of each style image)."""
-        feeds: dict[str, np.ndarray] = {}
-        for name, (kind, size) in self.info.inputs.items():
-            if kind in ("label_map", "instance"):  # a painted region is one instance
-                feeds[name] = label_maps
-            elif kind in ("normal", "uniform"):
-                feeds[name] = seeded_draws(seeds, kind, size)
-            else:
-                raise ValueError(f"{self.info.source}: the engine cannot feed the generator input {name!r} ({kind})")
+        """The generator's named inputs for a batch (:func:`generator_feeds`), with the encoder's code of
+        each style image where there are style images."""
+        feeds = generator_feeds(self.info, label_maps, seeds)
         if styles is not None:
             feeds[self.info.style_input] = self.backend.encode(styles).astype(np.float32)
         return feeds
@@ -415,6 +455,14 @@ class Engine:
         if self._closed:
             raise EngineBusy("the engine is shut down")
         request = _Request(label_map.astype(np.int64, copy=False), int(seed), style)
+        request.key = self._key(request)
+        with self._cache_lock:
+            image = self._cache.get(request.key)
+            if image is not None:
+                self._cache.move_to_end(request.key)
+                self.cache_hits += 1
+                request.future.set_result(image.copy())
+                return request.future
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -433,6 +481,23 @@ class Engine:
         """After a timeout: cancel ``future`` (still queued, the worker drops it); the error to raise."""
         future.cancel()
         return EngineBusy(f"no image within {self.timeout_s:g} s (the server is overloaded); try again")
+
+    def _key(self, request: _Request) -> bytes:
+        digest = hashlib.blake2b(np.ascontiguousarray(request.label_map).tobytes(), digest_size=16)
+        digest.update(str(request.label_map.shape).encode())
+        if request.style is not None:
+            digest.update(np.ascontiguousarray(request.style, np.float32).tobytes())
+        else:
+            digest.update(request.seed.to_bytes(8, "little", signed=False))
+        return digest.digest()
+
+    def _remember(self, request: _Request, image: np.ndarray) -> None:
+        if self.cache_size < 1:
+            return
+        with self._cache_lock:
+            self._cache[request.key] = image.copy()
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     @property
     def waiting(self) -> int:
@@ -483,4 +548,5 @@ class Engine:
         self.batches += 1
         self.served += len(group)
         for request, image in zip(group, images):
+            self._remember(request, image)
             request.future.set_result(image)

@@ -50,7 +50,8 @@ from ..nn.unet import NoiseDropout
 from ..models.inference import Graph, Input, draw
 from ..sampling import LoadedGenerator, load_generator
 from .engine import MODEL_JSON
-from .quantize import CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, model_inputs, quantize_int8
+from .quantize import (CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, bf16_quality, model_inputs, native_bf16,
+                       quantize_int8)
 
 FORMAT = "gauguin-export-1"  # model.json's format version
 WEIGHTS_FORMAT = "gauguin-generator-1"  # the safetensors metadata "format"
@@ -336,10 +337,14 @@ def export_onnx(loaded: LoadedGenerator, out: Path, opset: int = OPSET, check: b
             "dynamic_axes": {v["name"]: {str(i): d for i, d in enumerate(v["shape"]) if isinstance(d, str)}
                              for v in describe_values([*proto.graph.input, *proto.graph.output])},
             "spatial": spatial, "parity": parity, **_declared(graph.spec)}))
+    quality = {}  # the fast paths' PSNR vs fp32: a server picks only those that pass
     if quantize:
-        built.append(_quantized(loaded, graphs, built))
+        *int8, check = _quantized(loaded, graphs, built)
+        built.append(tuple(int8))
+        if native_bf16():  # PyTorch bf16 (emulated bf16, ~30x slower, is never picked)
+            quality["torch-bf16"] = {**bf16_quality(loaded, check), "inputs": int8[2]["quantization"]["inputs"]}
     description = _describe(loaded, "onnx", info)
-    description.update(opset=opset, exporter="torch.onnx.export(dynamo=True)", graphs={})
+    description.update(opset=opset, exporter="torch.onnx.export(dynamo=True)", graphs={}, quality=quality)
     for file, model, entry in built:
         write_bytes_atomic(out / file, model)
         description["graphs"][file] = {**entry, "sha256": file_sha256(out / file)}
@@ -359,9 +364,9 @@ def _declared(graph: Graph) -> dict[str, Any]:
             "replaces": graph.replaces, "scale": graph.scale}
 
 
-def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) -> tuple[str, bytes, dict[str, Any]]:
-    """``generator_int8.onnx`` (file, bytes, model.json entry): calibrated on some of the model's training
-    inputs, its PSNR against the fp32 graph measured on others. Quantization failures: QuantizationError."""
+def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) -> tuple[str, bytes, dict, list]:
+    """``generator_int8.onnx`` (file, bytes, model.json entry) and the check inputs: calibrated on some of the
+    model's training inputs, its PSNR against the fp32 graph measured on others. Failures: QuantizationError."""
     graph = next((g for g in graphs if g.file == "generator.onnx"), None)
     if graph is None:
         raise QuantizationError(f"--quantize int8 quantizes generator.onnx; a {loaded.family.name} export has "
@@ -379,7 +384,7 @@ def _quantized(loaded: LoadedGenerator, graphs: list[ExportGraph], built: list) 
     described = {k: entry[k] for k in ("inputs", "outputs", "dynamic_axes", "spatial", "declared_inputs",
                                        "direction", "replaces", "scale")}
     return INT8_FILE, model, {"file": INT8_FILE, "bytes": len(model), **described,
-                              "quantization": {**quality, "inputs": source}}
+                              "quantization": {**quality, "inputs": source}}, check
 
 
 # ---------------------------------------------------------------------------- safetensors, model.json

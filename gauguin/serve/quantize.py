@@ -20,6 +20,7 @@ MIN_PSNR_DB = 30.0  # int8 images this close to fp32 ones look the same; below, 
 INT8_FILE = "generator_int8.onnx"
 CALIBRATION_INPUTS = 16
 CHECK_INPUTS = 16
+BF16_CHECK_INPUTS = 4  # PyTorch fp32 and bf16 runs of the first check inputs (fp32 PyTorch is the slow one)
 
 
 def psnr_db(reference: np.ndarray, image: np.ndarray) -> float:
@@ -28,10 +29,12 @@ def psnr_db(reference: np.ndarray, image: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def quantize_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
-                  check: list[dict[str, np.ndarray]]) -> tuple[bytes, dict[str, Any]]:
-    """The int8 version of the ONNX ``model`` and its quality record for model.json."""
-    import onnxruntime as ort
+SCHEME = "static QDQ, Conv only, per-channel int8 weights, uint8 activations"
+ENCODER_OPS = ("Conv", "Gemm", "MatMul")  # a style encoder ends in linear layers
+
+
+def quantize_static_int8(model: bytes, calibration: list[dict[str, np.ndarray]], ops: tuple[str, ...] = ("Conv",)) -> bytes:
+    """onnxruntime's static QDQ quantization of every ``ops`` node of ``model``, calibrated on ``calibration``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -46,22 +49,78 @@ def quantize_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
         source, prepared, quantized = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         source.write_bytes(model)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # fold constants, infer shapes
-        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(ops),
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        int8_model = quantized.read_bytes()
+        return quantized.read_bytes()
+
+
+def session(model: bytes):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    fp32, int8 = (ort.InferenceSession(m, options, providers=["CPUExecutionProvider"]) for m in (model, int8_model))
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def quality_record(pairs: list[tuple[np.ndarray, np.ndarray]], calibration: int) -> dict[str, Any]:
+    """model.json's quality record of (reference, quantized) image pairs: PSNR mean / min and the gate."""
+    psnrs = [psnr_db(reference, image) for reference, image in pairs]
+    worst = max(float(np.abs(reference - image).max()) for reference, image in pairs)
+    return {"scheme": SCHEME, "calibration_inputs": calibration, "check_inputs": len(pairs),
+            "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
+            "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
+
+
+def quantize_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
+                  check: list[dict[str, np.ndarray]]) -> tuple[bytes, dict[str, Any]]:
+    """The int8 version of the ONNX generator ``model`` and its quality record for model.json."""
+    int8_model = quantize_static_int8(model, calibration)
+    fp32, int8 = session(model), session(int8_model)
+    pairs = [(fp32.run(["image"], feeds)[0], int8.run(["image"], feeds)[0]) for feeds in check]
+    return int8_model, quality_record(pairs, len(calibration))
+
+
+def quantize_encoder_int8(encoder: bytes, generator: bytes, calibration: list[np.ndarray],
+                          check: list[tuple[np.ndarray, dict[str, np.ndarray]]], replaces: str) -> tuple[bytes, dict]:
+    """The int8 style encoder and its quality record: PSNR of the ``generator``'s images from the int8 codes
+    against those from the fp32 codes, for ``check`` (style image, the generator's other inputs) pairs."""
+    int8_model = quantize_static_int8(encoder, [{"style": image} for image in calibration], ENCODER_OPS)
+    fp32, int8, G = session(encoder), session(int8_model), session(generator)
+    pairs = [tuple(G.run(["image"], {**feeds, replaces: code.run(["mu"], {"style": image})[0]})[0]
+                   for code in (fp32, int8)) for image, feeds in check]
+    return int8_model, {**quality_record(pairs, len(calibration)), "scheme": SCHEME.replace("Conv only",
+                                                                                             "Conv, Gemm, MatMul")}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 kernels (AVX-512 BF16 / AMX); elsewhere bf16 is emulated, ~30× slower."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def bf16_quality(loaded, check: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """PSNR of PyTorch's bf16 path (what ``TorchBackend`` serves) against its fp32 images on the first
+    ``check`` inputs: the gate that lets a server pick that path."""
+    import torch
+
+    from .engine import serving_copy
+
+    run, generator = loaded.spec.main.run, loaded.generator
+    fast = serving_copy(generator, "bf16")
     psnrs, worst = [], 0.0
-    for feeds in check:
-        reference, image = fp32.run(["image"], feeds)[0], int8.run(["image"], feeds)[0]
-        psnrs.append(psnr_db(reference, image))
-        worst = max(worst, float(np.abs(reference - image).max()))
-    return int8_model, {
-        "scheme": "static QDQ, Conv only, per-channel int8 weights, uint8 activations",
-        "calibration_inputs": len(calibration), "check_inputs": len(check),
-        "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
-        "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
+    check = check[:BF16_CHECK_INPUTS]
+    with torch.inference_mode():
+        for feeds in check:
+            tensors = {k: torch.from_numpy(v).to(loaded.device) for k, v in feeds.items()}
+            reference = run(generator, tensors).float().cpu().numpy()
+            with torch.autocast(loaded.device.type, torch.bfloat16):
+                image = run(fast, tensors).float().cpu().numpy()
+            psnrs.append(psnr_db(reference, image))
+            worst = max(worst, float(np.abs(reference - image).max()))
+    return {"scheme": "PyTorch bf16 weights and autocast, channels-last", "check_inputs": len(check),
+            "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
+            "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
 
 
 def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list, list, str]:

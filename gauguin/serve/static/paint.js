@@ -6,13 +6,21 @@
   const DISPLAY = 448;   // longest side of the canvas and the result on screen, CSS pixels
   const DEBOUNCE = 150;  // ms after the last change before a request goes out
   const UNDO_LEVELS = 100;
+  const GALLERY = 6;     // recent results kept as thumbnails
 
   let labels = [], H = 0, W = 0, map = null;  // map: label ids, row-major H x W
   let colors = null;                           // RGBA of each label id, for putImageData
-  let label = 1, tool = "brush", seed = 0, styleImage = null;
-  const undoStack = [];
+  let label = 1, tool = "brush", seed = 0, styleImage = null, takesSeed = true;
+  const undoStack = [], redoStack = [];
+  let editStart = null;                        // the map when the edit in progress began
   const canvas = $("#paint"), ctx = canvas.getContext("2d");
   const result = $("#result");
+
+  // What the result shows: `version` counts changes of what would be generated (map, seed, style);
+  // `shownVersion` is the version the result image was generated from (-1: none, or an old image).
+  let version = 0, shownVersion = -1, shown = null;  // shown: {url, seed, styleImage, generation}
+  const gallery = [];                                 // newest first, at most GALLERY
+  let compare = null;                                 // {version, before, after}: blob URLs of a swap
 
   // Read-only counters for tests and the curious: requests sent, images shown, the last error.
   const stats = { requests: 0, completed: 0, lastError: null };
@@ -39,23 +47,45 @@
     ctx.putImageData(image, 0, 0);  // exact colours: no smoothing, no blending
   }
 
-  function pushUndo() {
-    undoStack.push(map.slice());
-    if (undoStack.length > UNDO_LEVELS) undoStack.shift();
-    $("#undo").disabled = false;
-  }
-
-  function undo() {
-    if (!undoStack.length) return;
-    map.set(undoStack.pop());
-    $("#undo").disabled = !undoStack.length;
+  // The map changed by the user's hand: show it, hide a stale before/after, generate.
+  function edited() {
+    hideCompare();
     render(); changed();
   }
 
-  function sameAsLastUndo() {
-    const last = undoStack[undoStack.length - 1];
-    return last && last.every((v, i) => v === map[i]);
+  // ------------------------------------------------------------------ undo and redo
+  // Every edit (stroke, fill, clear, swap, upload) is beginEdit() ... commitEdit(): one undo step if the
+  // map changed, none if not. A new step clears the redo stack.
+  function beginEdit() {
+    if (!editStart) editStart = map.slice();
   }
+
+  function commitEdit() {
+    const before = editStart;
+    editStart = null;
+    if (!before || before.every((v, i) => v === map[i])) return false;
+    undoStack.push(before);
+    if (undoStack.length > UNDO_LEVELS) undoStack.shift();
+    redoStack.length = 0;
+    historyButtons();
+    return true;
+  }
+
+  function historyButtons() {
+    $("#undo").disabled = !undoStack.length;
+    $("#redo").disabled = !redoStack.length;
+  }
+
+  function step(from, to) {
+    if (last) endStroke();  // Ctrl+Z during a stroke: the stroke is one step, undone at once
+    if (!from.length) return;
+    to.push(map.slice());
+    map.set(from.pop());
+    historyButtons();
+    edited();
+  }
+  const undo = () => step(undoStack, redoStack);
+  const redo = () => step(redoStack, undoStack);
 
   // A round stamp of diameter `size` model pixels centred at (cx, cy) in continuous map coordinates.
   function stamp(cx, cy, id, size) {
@@ -110,8 +140,10 @@
       for (let x = Math.round(0.41 * W); x < Math.round(0.59 * W); x++) map[y * W + x] = labels[0].id;
   }
 
-  // ------------------------------------------------------------------ painting with the pointer
-  let last = null;  // the previous pointer position during a stroke, in map coordinates
+  // ------------------------------------------------------------------ painting: mouse, pen and touch
+  // One path for every pointer (Pointer Events): the canvas has touch-action: none, so a finger paints
+  // instead of scrolling, and the stroke's pointer is captured, so it may leave the canvas and come back.
+  let last = null, strokePointer = null;  // the previous position during a stroke (map coordinates), its pointer
   const brushSize = () => Number($("#brush-size").value);
   const brushLabel = () => (tool === "eraser" ? labels[0].id : label);
 
@@ -121,70 +153,97 @@
   }
 
   canvas.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0 || !map) return;
+    if (event.button !== 0 || !event.isPrimary || !map || last) return;  // a second finger: ignored
     event.preventDefault();
     const p = toMap(event);
-    pushUndo();
+    beginEdit();
     if (tool === "fill") {
       const x = Math.min(W - 1, Math.max(0, Math.floor(p.x))), y = Math.min(H - 1, Math.max(0, Math.floor(p.y)));
-      if (fill(x, y, label)) { render(); changed(); } else undoStack.pop();
-      $("#undo").disabled = !undoStack.length;
+      fill(x, y, label);
+      if (commitEdit()) edited();
       return;
     }
-    canvas.setPointerCapture(event.pointerId);
-    last = p;
-    if (line(p, p, brushLabel(), brushSize())) { render(); changed(); }
+    try { canvas.setPointerCapture(event.pointerId); } catch { /* a pointer already gone: paint anyway */ }
+    last = p; strokePointer = event.pointerId;
+    if (line(p, p, brushLabel(), brushSize())) edited();
   });
 
   canvas.addEventListener("pointermove", (event) => {
-    if (!last) return;
+    if (!last || event.pointerId !== strokePointer) return;
     let touched = false;
-    for (const e of event.getCoalescedEvents ? event.getCoalescedEvents() : [event]) {
+    const coalesced = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    for (const e of coalesced.length ? coalesced : [event]) {
       const p = toMap(e);
       touched = line(last, p, brushLabel(), brushSize()) || touched;
       last = p;
     }
-    if (touched) { render(); changed(); }
+    if (touched) edited();
   });
 
-  const endStroke = () => {
-    if (!last) return;
-    last = null;
-    if (sameAsLastUndo()) { undoStack.pop(); $("#undo").disabled = !undoStack.length; }
-  };
-  canvas.addEventListener("pointerup", endStroke);
-  canvas.addEventListener("pointercancel", endStroke);
+  function endStroke(event) {
+    if (!last || (event && event.pointerId !== strokePointer)) return;
+    last = null; strokePointer = null;
+    commitEdit();
+    settle();
+  }
+  for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) canvas.addEventListener(type, endStroke);
 
   // ------------------------------------------------------------------ generating
-  function changed(delay = DEBOUNCE) {
+  function schedule(delay) {
     dirty = true;
     clearTimeout(timer);
     timer = setTimeout(() => { timer = null; send(); }, delay);
   }
 
+  function changed(delay = DEBOUNCE) {  // what would be generated changed: a new image is due
+    version++;
+    schedule(delay);
+  }
+
+  const requestBody = (labelMap, withSeed, withStyle) =>
+    JSON.stringify(withStyle ? { label_map: labelMap, seed: withSeed, style_image: withStyle }
+                             : { label_map: labelMap, seed: withSeed });
+  const generate = (body) => fetch("api/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body });
+
+  // A blob URL is revoked once nothing shows it any more: the result, a thumbnail, the before/after pair.
+  function release(url) {
+    if (!url || !url.startsWith("blob:") || result.src === url || gallery.some((g) => g.url === url) ||
+        (compare && (compare.before === url || compare.after === url))) return;
+    URL.revokeObjectURL(url);
+  }
+
+  async function showResult(url) {
+    const old = result.getAttribute("src");
+    result.src = url;
+    await result.decode();
+    $("#download-result").href = url;
+    $("#download-result").removeAttribute("aria-disabled");
+    if (old !== url) release(old);
+    markCurrent();
+  }
+
   async function send() {
     if (inFlight || !dirty) return;  // a change during a request is sent when it returns
     dirty = false; inFlight = true; stats.requests++;
-    const body = { label_map: canvas.toDataURL("image/png"), seed };
-    if (styleImage) body.style_image = styleImage;
+    const sent = { version, seed, styleImage };
+    const body = requestBody(canvas.toDataURL("image/png"), seed, styleImage);
     const start = performance.now();
     let retry = false;
     try {
-      const response = await fetch("api/generate", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const response = await generate(body);
       if (response.ok) {
         const url = URL.createObjectURL(await response.blob());
-        const old = result.src;
-        result.src = url;
-        await result.decode();
-        if (old.startsWith("blob:")) URL.revokeObjectURL(old);
-        $("#download-result").href = url;
-        $("#download-result").removeAttribute("aria-disabled");
+        await showResult(url);
         stats.completed++;
         result.dataset.generation = String(stats.completed);
+        shownVersion = sent.version;
+        shown = { url, seed: sent.seed, styleImage: sent.styleImage, generation: stats.completed };
+        if (compare && compare.version === sent.version) setCompare("after", url);
         const server = response.headers.get("X-Gauguin-Latency-Ms");
         status(`generated in ${Math.round(performance.now() - start)} ms` +
-               (server ? ` (model ${Math.round(Number(server))} ms)` : "") + (styleImage ? " · style image" : ` · seed ${seed}`));
+               (server ? ` (model ${Math.round(Number(server))} ms)` : "") +
+               (sent.styleImage ? " · style image" : takesSeed ? ` · seed ${sent.seed}` : ""));
       } else if (response.status === 503) {
         retry = true;
         status("the server is busy; retrying…");
@@ -198,8 +257,106 @@
     } finally {
       inFlight = false;
     }
-    if (retry) changed(1000);
+    if (retry) schedule(1000);
     else if (dirty && timer === null) send();
+    settle();
+  }
+
+  // ------------------------------------------------------------------ recent results
+  // A result joins the gallery once it is settled: it shows the current map, seed and style, no request
+  // is due and no stroke goes on (so a slow stroke does not fill the strip with its intermediate images).
+  function settle() {
+    if (inFlight || dirty || timer !== null || last || !shown || shownVersion !== version) return;
+    if (gallery.some((g) => g.url === shown.url)) return;
+    gallery.unshift(shown);
+    for (const gone of gallery.splice(GALLERY)) release(gone.url);
+    renderGallery();
+  }
+
+  const caption = (entry) => (entry.styleImage ? "style image" : takesSeed ? `seed ${entry.seed}` : `#${entry.generation}`);
+
+  function renderGallery() {
+    const list = $("#gallery");
+    list.replaceChildren(...gallery.map((entry) => {
+      const item = document.createElement("li"), b = document.createElement("button"), img = new Image();
+      b.type = "button";
+      b.dataset.generation = String(entry.generation);
+      if (takesSeed && !entry.styleImage) b.dataset.seed = String(entry.seed);
+      b.setAttribute("aria-label", `show result ${entry.generation} again (${caption(entry)})`);
+      b.title = `result ${entry.generation}, ${caption(entry)}: click to show it large again`;
+      img.src = entry.url; img.alt = "";
+      const text = document.createElement("span");
+      text.textContent = caption(entry);
+      b.append(img, text);
+      b.addEventListener("click", () => showGalleryEntry(entry));
+      item.append(b);
+      return item;
+    }));
+    markCurrent();
+  }
+
+  function markCurrent() {  // the thumbnail of the image shown large, if any
+    for (const b of document.querySelectorAll("#gallery button")) {
+      const entry = gallery.find((g) => String(g.generation) === b.dataset.generation);
+      if (entry && entry.url === result.getAttribute("src")) b.setAttribute("aria-current", "true");
+      else b.removeAttribute("aria-current");
+    }
+  }
+
+  // Shows a recent result large again with its seed (or style image) restored: the next edit generates
+  // with them. The map stays as it is.
+  async function showGalleryEntry(entry) {
+    if (!gallery.includes(entry)) return;
+    hideCompare();
+    await showResult(entry.url);
+    if (takesSeed) { seed = entry.seed; $("#seed").value = String(entry.seed); }
+    if (entry.styleImage !== styleImage) setStyleImage(entry.styleImage, false);
+    shown = entry;
+    shownVersion = -1;  // an older image: it need not show the current map
+    renderGallery();
+    status(`showing result ${entry.generation} again (${caption(entry)}); the next edit generates with it`);
+  }
+
+  // ------------------------------------------------------------------ before and after a label swap
+  // Shows the image of the map before the swap beside the one after it, until the next edit or Dismiss.
+  // The before image is the shown one when that shows the map before the swap; else it is generated.
+  function showCompare(beforeURL, beforeBody) {
+    compare = { version, before: null, after: null };
+    for (const side of ["before", "after"]) $(`#compare-${side}`).removeAttribute("src");
+    $("#compare").hidden = false;
+    if (beforeURL) setCompare("before", beforeURL);
+    else generateBefore(compare, beforeBody);
+  }
+
+  function setCompare(side, url) {
+    const img = $(`#compare-${side}`);
+    compare[side] = url;
+    img.src = url;
+  }
+
+  async function generateBefore(c, body) {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const response = await generate(body);
+        if (response.status === 503) { await new Promise((done) => setTimeout(done, 1000)); continue; }
+        if (!response.ok) throw new Error(`error ${response.status}`);
+        const url = URL.createObjectURL(await response.blob());
+        if (compare === c) setCompare("before", url); else URL.revokeObjectURL(url);
+        return;
+      } catch (err) {
+        if (compare === c) status(`no image before the swap (${err.message})`, true);
+        return;
+      }
+    }
+  }
+
+  function hideCompare() {
+    const c = compare;
+    if (!c) return;
+    compare = null;
+    $("#compare").hidden = true;
+    for (const side of ["before", "after"]) $(`#compare-${side}`).removeAttribute("src");
+    release(c.before); release(c.after);
   }
 
   // ------------------------------------------------------------------ files
@@ -235,9 +392,11 @@
     if (!colorsOk && !greyOk)
       throw new Error(`${file.name} has colour ${bad || "mixes"}: neither a label's colour nor a grey label id ` +
                       `0..${labels.length - 1}`);
-    pushUndo();
+    if (last) endStroke();
+    beginEdit();
     map.set(colorsOk ? ids : grey);
-    render(); changed();
+    commitEdit();
+    edited();  // generated even when the map is the same as before: the upload asks for an image
     status(`loaded ${file.name} (${bitmap.width}×${bitmap.height}${colorsOk ? ", label colours" : ", grey ids"})`);
   }
 
@@ -267,11 +426,11 @@
     return small.toDataURL("image/png");
   }
 
-  function setStyleImage(dataURL) {
+  function setStyleImage(dataURL, generate = true) {
     styleImage = dataURL;
     $("#style-preview").hidden = $("#clear-style").hidden = !dataURL;
     if (dataURL) $("#style-preview").src = dataURL; else $("#style-preview").removeAttribute("src");
-    changed();
+    if (generate) { hideCompare(); changed(); }
   }
 
   // ------------------------------------------------------------------ controls
@@ -292,7 +451,39 @@
     seed = value;
     $("#seed").value = String(value);
     if (styleImage) setStyleImage(null);  // a seed replaces the style image
-    else changed();
+    else { hideCompare(); changed(); }
+  }
+
+  // [ and ]: the brush size by one step (a tenth of the size, at least 1), within the slider's range.
+  function nudgeSize(direction) {
+    const size = $("#brush-size"), value = Number(size.value);
+    const next = value + direction * Math.max(1, Math.round(value / 10));
+    size.value = String(Math.min(Number(size.max), Math.max(Number(size.min), next)));
+    $("#brush-size-value").textContent = size.value;
+  }
+
+  // A key typed into a text or number field, a select or a text area is theirs, not a shortcut.
+  const TYPING = "select, textarea, [contenteditable]:not([contenteditable='false']), " +
+                 "input:not([type=range]):not([type=button]):not([type=checkbox]):not([type=radio]):not([type=color])";
+
+  function shortcut(event) {
+    if (event.defaultPrevented || event.isComposing || !map) return;
+    if (event.target instanceof Element && event.target.closest(TYPING)) return;
+    let key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    const code = /^Key([A-Z])$/.exec(event.code || "");
+    if (key.length === 1 && !/[a-z[\]]/.test(key) && code) key = code[1].toLowerCase();  // e.g. a Cyrillic layout
+    const command = event.ctrlKey || event.metaKey;
+    let act = null;
+    if (command && !event.altKey && key === "z") act = event.shiftKey ? redo : undo;
+    else if (command && !event.altKey && !event.shiftKey && key === "y") act = redo;
+    else if ((key === "[" || key === "]") && !event.metaKey)  // any Ctrl/Alt: AltGr layouts; Cmd+[ is "back"
+      act = () => nudgeSize(key === "]" ? 1 : -1);
+    else if (!command && !event.altKey && !event.shiftKey) {
+      const tools = { b: "brush", f: "fill", e: "eraser" };
+      if (tools[key]) act = () => selectTool(tools[key]);
+      else if (key === "n" && takesSeed) act = () => $("#new-style").click();
+    }
+    if (act) { event.preventDefault(); act(); }
   }
 
   function wire() {
@@ -300,23 +491,34 @@
     const size = $("#brush-size");
     size.addEventListener("input", () => { $("#brush-size-value").textContent = size.value; });
     $("#undo").addEventListener("click", undo);
+    $("#redo").addEventListener("click", redo);
     $("#clear").addEventListener("click", () => {
-      pushUndo(); map.fill(labels[0].id);
-      if (sameAsLastUndo()) undo(); else { render(); changed(); }
+      if (last) endStroke();
+      beginEdit(); map.fill(labels[0].id);
+      if (commitEdit()) edited();
     });
     $("#swap").addEventListener("click", () => {
       const a = Number($("#swap-from").value), b = Number($("#swap-to").value);
       const count = map.reduce((n, v) => n + (v === a), 0);
       if (a === b || !count) { status(a === b ? "pick two different labels to swap" : `no ${labels[a].name} pixels to replace`); return; }
-      pushUndo();
+      if (last) endStroke();
+      // the image before: the shown one if it is of the map as it is now, else the request for it
+      const beforeURL = shownVersion === version && !dirty ? result.getAttribute("src") : null;
+      const beforeBody = beforeURL ? null : requestBody(canvas.toDataURL("image/png"), seed, styleImage);
+      beginEdit();
       for (let i = 0; i < map.length; i++) if (map[i] === a) map[i] = b;
-      render(); changed();
+      commitEdit();
+      edited();
+      showCompare(beforeURL, beforeBody);
       status(`replaced ${count} ${labels[a].name} pixels with ${labels[b].name}`);
     });
+    $("#compare-dismiss").addEventListener("click", hideCompare);
     $("#seed").addEventListener("input", () => {
       const v = Number($("#seed").value);
-      if (Number.isSafeInteger(v) && v >= 0 && $("#seed").value !== "") { seed = v; if (styleImage) setStyleImage(null); else changed(); }
-      else status("the seed is a whole number ≥ 0", true);
+      if (Number.isSafeInteger(v) && v >= 0 && $("#seed").value !== "") {
+        seed = v;
+        if (styleImage) setStyleImage(null); else { hideCompare(); changed(); }
+      } else status("the seed is a whole number ≥ 0", true);
     });
     $("#new-style").addEventListener("click", () => setSeed(Math.floor(Math.random() * 2 ** 31)));
     $("#style-upload").addEventListener("click", () => $("#style-file").click());
@@ -338,16 +540,7 @@
     $("#download-result").addEventListener("click", (event) => {
       if (!stats.completed) event.preventDefault();
     });
-    document.addEventListener("keydown", (event) => {
-      if (event.target.matches("input, select, textarea")) return;
-      const key = event.key.toLowerCase();
-      if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); undo(); }
-      else if (!event.ctrlKey && !event.metaKey && !event.altKey) {
-        const tools = { b: "brush", f: "fill", e: "eraser" };
-        if (tools[key]) selectTool(tools[key]);
-        else if (key === "n") $("#new-style").click();
-      }
-    });
+    document.addEventListener("keydown", shortcut);
   }
 
   // ------------------------------------------------------------------ start
@@ -373,6 +566,7 @@
     canvas.width = W; canvas.height = H;
     const scale = DISPLAY / Math.max(H, W);
     for (const el of [canvas, result]) { el.style.width = `${Math.round(W * scale)}px`; el.style.aspectRatio = `${W} / ${H}`; }
+    document.documentElement.style.setProperty("--aspect", `${W} / ${H}`);  // the before/after pair, thumbnails
     const size = $("#brush-size");
     size.max = String(Math.max(1, Math.floor(Math.max(H, W) / 2)));
     size.value = String(Math.max(1, Math.round(Math.max(H, W) / 12)));
@@ -394,7 +588,8 @@
     $("#swap-to").value = String(labels[Math.min(2, labels.length - 1)].id);
 
     // style controls only for what the model takes
-    $("#seed-controls").hidden = !info.style.seed;
+    takesSeed = Boolean(info.style.seed);
+    $("#seed-controls").hidden = $("#shortcut-new-style").hidden = !info.style.seed;
     $("#image-style-controls").hidden = !info.style.image;
     $("#style").hidden = !info.style.seed && !info.style.image;
 
