@@ -174,6 +174,12 @@ def load_backend(source: str | Path, backend: str = "auto", precision: str = "au
     paths = serving_paths(export, checkpoint, backend, precision)
     if not paths:
         raise ValueError(f"no backend runs --precision {precision} here; pass --precision auto")
+    return fastest(paths, export, checkpoint, threads, log)
+
+
+def fastest(paths: list[tuple[str, str]], export: Path, checkpoint: Path | None, threads: int | None = None,
+            log=print):
+    """The backend of the fastest of ``paths`` (timed here when there are several)."""
     if len(paths) == 1:
         return open_backend(paths[0], export, checkpoint, threads)
     timed = []
@@ -182,5 +188,5 @@ def load_backend(source: str | Path, backend: str = "auto", precision: str = "au
         timed.append((seconds_per_image(candidate), path, candidate))
     best = min(timed, key=lambda t: t[0])
     log("gauguin paint: " + ", ".join(f"{'onnxruntime' if p[0] == 'onnx' else 'pytorch'} {p[1]} {s * 1000:.1f} ms"
-                                      for s, p, _ in timed) + f" per image → serving the fastest")
+                                      for s, p, _ in timed) + " per image → serving the fastest")
     return best[2]
