@@ -50,7 +50,7 @@ from gauguin.nn.labels import semantic_input  # noqa: E402
 from gauguin.serve.app import PaintServer  # noqa: E402
 from gauguin.serve.engine import Engine, decode_label_map, serving_copy, to_png  # noqa: E402
 from gauguin.serve.export import export  # noqa: E402
-from gauguin.serve.paint_models import SHIPPED, fastest, open_backend, serving_paths  # noqa: E402
+from gauguin.serve.paint_models import SHIPPED, fastest, open_backend, path_name, serving_paths  # noqa: E402
 from gauguin.serve.quantize import psnr_db  # noqa: E402
 
 
@@ -112,10 +112,6 @@ def request_path(backend, maps: list[np.ndarray]) -> dict:
             seconds.append(time.perf_counter() - start)
     engine.close()
     return percentiles(seconds)
-
-
-def path_name(path: tuple[str, str]) -> str:
-    return f"{'onnxruntime' if path[0] == 'onnx' else 'pytorch'} {path[1]}"
 
 
 def forward_times(checkpoint: Path, folder: Path, size: int, labels: int, rounds: int) -> dict:

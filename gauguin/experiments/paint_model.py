@@ -64,9 +64,8 @@ def ship_export(full: Path, checkpoint: Path, out: Path) -> dict:
     shipped = {"generator_int8.onnx": graphs.pop("generator_int8.onnx")}
     out.mkdir(parents=True)
     shutil.copyfile(full / "generator_int8.onnx", out / "generator_int8.onnx")
+    loaded, n = load_generator(checkpoint), CALIBRATION_INPUTS + CHECK_INPUTS
     for name, entry in graphs.items():  # the style encoder
-        loaded = load_generator(checkpoint)
-        n = CALIBRATION_INPUTS + CHECK_INPUTS
         test = type(loaded.family).build_dataset(loaded.family.cfg).get_batch(torch.arange(n))
         calibration, check, _ = model_inputs(loaded, None, CALIBRATION_INPUTS, CHECK_INPUTS)
         images = [test["image"][i:i + 1].numpy() for i in range(n)]

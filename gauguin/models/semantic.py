@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import ConfigError, TrainConfig
 from ..nn.labels import semantic_input
+from ..nn.layers import autocast_dtype
 from ..nn.vgg import VGGLoss, load_vgg19
 from .base import DataInfo, GANFamily, build_data
 from .inference import Graph, InferenceSpec, Input
@@ -105,7 +106,7 @@ def one_hot_input(batch: dict[str, Tensor], num_labels: int, use_instances: bool
     """A generator's semantic input (:func:`~gauguin.nn.labels.semantic_input`) in the autocast dtype
     (0/1 is exact in bf16) and, when the batch has images, in their memory layout (the loop's choice)."""
     device = batch["label_map"].device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    dtype = autocast_dtype(device, torch.float32)
     segmap = semantic_input(batch, num_labels, use_instances, dtype)
     if "image" in batch and batch["image"].is_contiguous(memory_format=torch.channels_last):
         segmap = segmap.contiguous(memory_format=torch.channels_last)

@@ -5,6 +5,11 @@ import torch
 from torch import nn
 
 
+def autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
+    """The dtype autocast computes in on ``device_type`` where it is enabled, else ``default``."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else default
+
+
 class MinibatchStddev(nn.Module):
     """Minibatch standard deviation (Karras et al. 2018, PGGAN §3).
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .labels import is_exporting
+from .layers import autocast_dtype
 from .spectral import spectral_conv
 
 ParamFreeNorm = Literal["batch", "instance", "syncbatch"]
@@ -156,8 +157,7 @@ def one_hot_conv(conv: nn.Conv2d, ids: Tensor, extra: Tensor | None = None, tabl
     :func:`tap_index`, when the caller keeps them. Output in channels-last memory, in the autocast dtype."""
     k, b, (h, w) = conv.kernel_size[0], ids.shape[0], ids.shape[-2:]
     labels = conv.in_channels - (extra.shape[1] if extra is not None else 0)
-    device = ids.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else conv.weight.dtype
+    dtype = autocast_dtype(ids.device.type, conv.weight.dtype)
     table = one_hot_table(conv, labels, dtype) if table is None else table
     index = tap_index(ids, labels, k) if index is None else index
     if is_exporting():  # k² Gathers summed: every ONNX runtime has them
@@ -243,9 +243,8 @@ class SPADE(nn.Module):
     def _lookup_table(self, num_labels: int, x: Tensor) -> Tensor:
         """``mlp_shared`` as a :func:`one_hot_table`; kept while its weights are unchanged (and no
         gradient or trace needs it rebuilt), so that a served model builds it once."""
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.mlp_shared.weight.dtype
         conv = self.mlp_shared
+        dtype = autocast_dtype(x.device.type, conv.weight.dtype)
         if torch.is_grad_enabled() or is_exporting():
             return one_hot_table(conv, num_labels, dtype)
         key = (num_labels, dtype, conv.weight.device, conv.weight._version, conv.weight.data_ptr(),

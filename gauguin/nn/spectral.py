@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import autocast_dtype
+
 
 SMALL_MAP_ROWS = 1024  # batch x output pixels at or below which the weight gradient is one GEMM
 
@@ -117,7 +119,7 @@ class SpectralNormConv2d(nn.Conv2d):
         if not (simple and torch.is_grad_enabled() and self._output_numel(x) // self.out_channels <= SMALL_MAP_ROWS):
             return self._conv_forward(x, self.weight, None)
         device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        dtype = autocast_dtype(device, x.dtype)
         with torch.autocast(device, enabled=False):
             return _SmallMapConv.apply(x.to(dtype), self.weight.to(dtype), self.padding)
 

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import autocast_dtype
+
 __all__ = ["VGG19", "VGGLoss", "VGGWeightsError", "load_vgg19"]
 
 # torchvision's cfg "E" up to relu5_1: ints are 3×3 conv widths (each followed by ReLU), "M" a 2×2 max pool
@@ -170,7 +172,7 @@ class VGGLoss(nn.Module):
     def _network_for(self, x: Tensor) -> VGG19:
         """The VGG in the dtype autocast would cast its weights to, and in ``x``'s memory layout."""
         device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.vgg.features[0].weight.dtype
+        dtype = autocast_dtype(device, self.vgg.features[0].weight.dtype)
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         key = (dtype, x.device, layout)
         if key not in self._casts:

@@ -455,14 +455,15 @@ class Engine:
         if self._closed:
             raise EngineBusy("the engine is shut down")
         request = _Request(label_map.astype(np.int64, copy=False), int(seed), style)
-        request.key = self._key(request)
-        with self._cache_lock:
-            image = self._cache.get(request.key)
-            if image is not None:
-                self._cache.move_to_end(request.key)
-                self.cache_hits += 1
-                request.future.set_result(image.copy())
-                return request.future
+        if self.cache_size > 0:  # the key is a hash of the map: skipped where nothing is cached
+            request.key = self._key(request)
+            with self._cache_lock:
+                image = self._cache.get(request.key)
+                if image is not None:
+                    self._cache.move_to_end(request.key)
+                    self.cache_hits += 1
+                    request.future.set_result(image.copy())
+                    return request.future
         try:
             self._queue.put_nowait(request)
         except queue.Full:

@@ -129,6 +129,11 @@ def serving_paths(export: Path, checkpoint: Path | None, backend: str = "auto",
     return {"onnx": onnx, "torch": torch, "auto": torch[:1] + onnx[:1] + torch[1:] + onnx[1:]}[backend]
 
 
+def path_name(path: tuple[str, str]) -> str:
+    """("onnx", "int8") → "onnxruntime int8"."""
+    return f"{'onnxruntime' if path[0] == 'onnx' else 'pytorch'} {path[1]}"
+
+
 def open_backend(path: tuple[str, str], export: Path, checkpoint: Path | None, threads: int | None = None):
     from .engine import OnnxBackend, TorchBackend
 
@@ -187,6 +192,6 @@ def fastest(paths: list[tuple[str, str]], export: Path, checkpoint: Path | None,
         candidate = open_backend(path, export, checkpoint, threads)
         timed.append((seconds_per_image(candidate), path, candidate))
     best = min(timed, key=lambda t: t[0])
-    log("gauguin paint: " + ", ".join(f"{'onnxruntime' if p[0] == 'onnx' else 'pytorch'} {p[1]} {s * 1000:.1f} ms"
-                                      for s, p, _ in timed) + " per image → serving the fastest")
+    log("gauguin paint: " + ", ".join(f"{path_name(p)} {s * 1000:.1f} ms" for s, p, _ in timed)
+        + " per image → serving the fastest")
     return best[2]

@@ -62,11 +62,13 @@ def session(model: bytes):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def quality_record(pairs: list[tuple[np.ndarray, np.ndarray]], calibration: int) -> dict[str, Any]:
-    """model.json's quality record of (reference, quantized) image pairs: PSNR mean / min and the gate."""
+def quality_record(pairs: list[tuple[np.ndarray, np.ndarray]], calibration: int | None,
+                   scheme: str = SCHEME) -> dict[str, Any]:
+    """model.json's quality record of (reference, faster path's) image pairs: PSNR mean / min and the gate."""
     psnrs = [psnr_db(reference, image) for reference, image in pairs]
     worst = max(float(np.abs(reference - image).max()) for reference, image in pairs)
-    return {"scheme": SCHEME, "calibration_inputs": calibration, "check_inputs": len(pairs),
+    calibrated = {} if calibration is None else {"calibration_inputs": calibration}
+    return {"scheme": scheme, **calibrated, "check_inputs": len(pairs),
             "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
             "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
 
@@ -88,8 +90,7 @@ def quantize_encoder_int8(encoder: bytes, generator: bytes, calibration: list[np
     fp32, int8, G = session(encoder), session(int8_model), session(generator)
     pairs = [tuple(G.run(["image"], {**feeds, replaces: code.run(["mu"], {"style": image})[0]})[0]
                    for code in (fp32, int8)) for image, feeds in check]
-    return int8_model, {**quality_record(pairs, len(calibration)), "scheme": SCHEME.replace("Conv only",
-                                                                                             "Conv, Gemm, MatMul")}
+    return int8_model, quality_record(pairs, len(calibration), SCHEME.replace("Conv only", "Conv, Gemm, MatMul"))
 
 
 def native_bf16() -> bool:
@@ -108,19 +109,14 @@ def bf16_quality(loaded, check: list[dict[str, np.ndarray]]) -> dict[str, Any]:
 
     run, generator = loaded.spec.main.run, loaded.generator
     fast = serving_copy(generator, "bf16")
-    psnrs, worst = [], 0.0
-    check = check[:BF16_CHECK_INPUTS]
+    pairs = []
     with torch.inference_mode():
-        for feeds in check:
+        for feeds in check[:BF16_CHECK_INPUTS]:
             tensors = {k: torch.from_numpy(v).to(loaded.device) for k, v in feeds.items()}
             reference = run(generator, tensors).float().cpu().numpy()
             with torch.autocast(loaded.device.type, torch.bfloat16):
-                image = run(fast, tensors).float().cpu().numpy()
-            psnrs.append(psnr_db(reference, image))
-            worst = max(worst, float(np.abs(reference - image).max()))
-    return {"scheme": "PyTorch bf16 weights and autocast, channels-last", "check_inputs": len(check),
-            "psnr_db_mean": round(float(np.mean(psnrs)), 2), "psnr_db_min": round(float(min(psnrs)), 2),
-            "max_abs_diff": worst, "min_psnr_db": MIN_PSNR_DB, "passed": bool(min(psnrs) >= MIN_PSNR_DB)}
+                pairs.append((reference, run(fast, tensors).float().cpu().numpy()))
+    return quality_record(pairs, None, "PyTorch bf16 weights and autocast, channels-last")
 
 
 def model_inputs(loaded, make_inputs, calibrate: int, check: int) -> tuple[list, list, str]:
