@@ -8,6 +8,7 @@
     gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
     gauguin experiment simgan-tstr [--checkpoint runs/simgan] --out runs/simgan_tstr
     gauguin experiment augment [--labels-per-class 10,50,100,500] [--budget 60] [--quick]
+    gauguin experiment budget [--recipes bench/recipes/dcgan.yaml] [--budgets 1,2,5] [--seeds 0,1] [--quick]
     gauguin info runs/dcgan
     gauguin export runs/spade --format onnx|safetensors [--out DIR] [--opset 18] [--no-check]
     gauguin paint [runs/spade | exported/] [--retrain] [--port 7860] [--backend auto|onnx|torch]
@@ -262,6 +263,8 @@ def _upscale(args) -> int:
 def _experiment(args) -> int:
     if args.name == "augment":
         return _experiment_augment(args)
+    if args.name == "budget":
+        return _experiment_budget(args)
     from .config import TrainConfig
     from .experiments.simgan_tstr import format_report, simgan_tstr
 
@@ -274,27 +277,49 @@ def _experiment(args) -> int:
     return 0
 
 
+def _numbers(text: str, kind, flag: str) -> tuple:
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} must be comma-separated numbers, e.g. {flag} 10,50") from None
+
+
 def _experiment_augment(args) -> int:
     from .config import TrainConfig
     from .experiments import augment
 
-    def numbers(text: str, kind, flag: str) -> tuple:
-        try:
-            return tuple(kind(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            raise ValueError(f"{flag} {text!r} must be comma-separated numbers, e.g. {flag} 10,50") from None
-
     quick = dict(labels_per_class=(10,), seeds=(0,), budget_minutes=2.5, classifier_steps=60,
                  unlabelled_images=5000, test_images=2000) if args.quick else {}
     options = {**quick, **{key: value for key, value in dict(
-        labels_per_class=args.labels_per_class and numbers(args.labels_per_class, int, "--labels-per-class"),
-        seeds=args.seeds and numbers(args.seeds, int, "--seeds"), budget_minutes=args.budget,
+        labels_per_class=args.labels_per_class and _numbers(args.labels_per_class, int, "--labels-per-class"),
+        seeds=args.seeds and _numbers(args.seeds, int, "--seeds"), budget_minutes=args.budget,
         classifier_steps=args.classifier_steps).items() if value}}
     overrides = TrainConfig.read_values(None, args.overrides)
     out = Path(args.out or ("runs/augment_quick" if args.quick else "runs/augment"))
     report = augment.run(data=args.data, out_dir=out, gan_overrides=overrides, device=args.device, **options)
     print(augment.format_table(report), end="")
     print(f"gauguin: wrote {out / 'table.md'}, {out / 'accuracy.png'} and {out / 'report.json'}")
+    return 0
+
+
+def _experiment_budget(args) -> int:
+    from .config import TrainConfig
+    from .experiments import budget
+
+    recipes = budget.read_recipes(args.recipes) if args.recipes else [budget.main_job_recipe()]
+    overrides = TrainConfig.read_values(None, args.overrides)
+    if args.quick:
+        overrides = {**budget.QUICK_OVERRIDES, **overrides}
+    for recipe in recipes:
+        recipe.overrides.update(overrides)
+    options = dict(budgets_minutes=_numbers(args.budgets, float, "--budgets") if args.budgets else
+                   (budget.QUICK_MINUTES,) if args.quick else (1.0, 2.0, 5.0),
+                   seeds=_numbers(args.seeds, int, "--seeds") if args.seeds else (0,) if args.quick else (0, 1),
+                   samples=args.samples or (budget.QUICK_SAMPLES if args.quick else 10_000))
+    out = Path(args.out or ("runs/budget_quick" if args.quick else "runs/budget"))
+    report = budget.run(recipes, out_dir=out, progress=not args.quick, **options)
+    print(budget.format_table(report), end="")
+    print(f"gauguin: wrote {out / 'table.md'} and {out / 'report.json'}")
     return 0
 
 
@@ -349,7 +374,9 @@ def _info(args) -> int:
         print(f"{n:<12} {params[n] / 1e6:.2f} M parameters")
     if meta.get("metric_history"):
         last = meta["metric_history"][-1]
-        print(f"swd          {last[1]:.4f} at step {last[0]} (best {meta['best_metric']:.4f})")
+        name = meta["config"].get("best_metric", "swd")
+        best = "none" if meta["best_metric"] is None else f"{meta['best_metric']:.4f}"
+        print(f"{name:<12} {last[1]:.4f} at step {last[0]} (best {best})")
     print("config       " + " ".join(f"{k}={v}" for k, v in meta["config"].items()))
     return 0
 
@@ -485,19 +512,23 @@ def build_parser() -> argparse.ArgumentParser:
                        description="simgan-tstr: classifiers trained on raw synthetic, refined synthetic and real "
                                    "images, tested on the real Fashion-MNIST test split. augment: does adding a "
                                    "class-conditional GAN's samples help a classifier with N labels per class?")
-    p.add_argument("name", choices=["simgan-tstr", "augment"])
+    p.add_argument("name", choices=["simgan-tstr", "augment", "budget"])
     p.add_argument("--checkpoint", help="simgan-tstr: a trained SimGAN refiner (default: train one first)")
     p.add_argument("--steps", type=int, help="simgan-tstr: SimGAN iterations when training one")
     p.add_argument("--epochs", type=int, default=3, help="simgan-tstr: epochs of each classifier")
     p.add_argument("--images", type=int, help="simgan-tstr: synthetic / real training images of the classifiers")
     p.add_argument("--seed", type=int, default=0, help="simgan-tstr: the seed")
     p.add_argument("--labels-per-class", help="augment: the labelled-set sizes N (default 10,50,100,500)")
-    p.add_argument("--seeds", help="augment: seeds of each N (default 0,1,2)")
+    p.add_argument("--seeds", help="augment: seeds of each N (default 0,1,2); budget: of each cell (default 0,1)")
     p.add_argument("--data", default="fashion-mnist",
                    help="augment: fashion-mnist, or folder:PATH with PATH/train/<class>/ and PATH/test/<class>/")
     p.add_argument("--budget", type=float, help="augment: wall-clock minutes of the whole grid (default 60)")
     p.add_argument("--classifier-steps", type=int, help="augment: optimiser steps of every classifier (default 500)")
-    p.add_argument("--quick", action="store_true", help="augment: N=10, one seed, a 2.5-minute budget (CI)")
+    p.add_argument("--recipes", help="budget: YAML of recipes (family, config, overrides); default the main job's")
+    p.add_argument("--budgets", help="budget: wall-clock minutes of training per cell (default 1,2,5)")
+    p.add_argument("--samples", type=int, help="budget: generated images scored per cell (default 10000)")
+    p.add_argument("--quick", action="store_true",
+                   help="augment: N=10, one seed, a 2.5-minute budget; budget: 10 s, tiny widths, 500 samples (CI)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder of the report (default runs/simgan_tstr, runs/augment)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

@@ -18,6 +18,12 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 
+# what may pick the "best" checkpoint: the scalar -> (the eval_metrics entry that gives it, higher is better)
+BEST_METRICS = {"swd": ("", False), "fid": ("fid", False), "kid": ("kid", False), "accuracy": ("accuracy", True),
+                "precision": ("pr", True), "recall": ("pr", True), "is": ("is", True), "miou": ("miou", True),
+                "pixel_accuracy": ("miou", True)}
+
+
 class ConfigError(ValueError):
     """A config key or value is wrong; the message says which and how to fix it."""
 
@@ -70,7 +76,7 @@ class TrainConfig:
     eval_extractor: str = "fmnist"  # feature extractor of eval_metrics: fmnist, or inception with eval_weights
     eval_weights: str = ""  # weights file of the extractor ("" = its default)
     eval_segmenter: str = ""  # segmenter of the miou metric (semantic families; "" = gauguin's own)
-    best_metric: Literal["swd", "fid"] = "swd"  # which evaluated metric picks the "best" checkpoint
+    best_metric: str = "swd"  # the evaluated scalar that picks the "best" checkpoint: swd, or one of eval_metrics' (BEST_METRICS)
     progress: bool = True
 
     # ------------------------------------------------------------------ loading
@@ -139,8 +145,13 @@ class TrainConfig:
             raise ConfigError(f"seed must be in [0, {self.MAX_SEED}], got {self.seed}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
-        if self.best_metric == "fid" and "fid" not in self.eval_metrics:
-            raise ConfigError("best_metric=fid needs fid in eval_metrics (e.g. eval_metrics=[fid])")
+        if self.best_metric not in BEST_METRICS:
+            raise ConfigError(f"best_metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}"
+                              f"{_suggest(self.best_metric, BEST_METRICS)}")
+        source = BEST_METRICS[self.best_metric][0]
+        if source and source not in self.eval_metrics:
+            raise ConfigError(f"best_metric={self.best_metric} needs {source} in eval_metrics "
+                              f"(e.g. eval_metrics=[{source}])")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         out = Path(self.out_dir)

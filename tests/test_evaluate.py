@@ -111,3 +111,24 @@ def test_training_loop_logs_eval_metrics(tmp_path):
     assert meta["best_metric"] == pytest.approx(min(r["fid"] for r in evals), rel=1e-5)
     with pytest.raises(ConfigError, match="did you mean 'fid'"):
         train("dcgan", tiny_config(tmp_path / "bad", eval_metrics=["fdi"]))
+
+
+def test_a_higher_is_better_metric_picks_the_checkpoint_with_its_largest_value(tmp_path):
+    cfg = tiny_config(tmp_path / "run", steps=6, eval_every=2, eval_metrics=["accuracy"], eval_samples=160,
+                      best_metric="accuracy")
+    train("dcgan", cfg)
+    last = json.loads((tmp_path / "run" / "checkpoints" / "step_0000006" / "meta.json").read_text())
+    best = json.loads((tmp_path / "run" / "checkpoints" / "best" / "meta.json").read_text())
+    values = [value for _, value in last["metric_history"]]
+    assert len(values) == 3 and last["best_metric"] == best["best_metric"] == max(values)
+    assert best["step"] == last["metric_history"][values.index(max(values))][0]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(best_metric="miou"), "best_metric=miou needs miou in eval_metrics"),
+    (dict(best_metric="recall", eval_metrics=["fid"]), "needs pr in eval_metrics"),
+    (dict(best_metric="acuracy", eval_metrics=["accuracy"]), "did you mean 'accuracy'"),
+])
+def test_best_metric_must_be_one_that_is_evaluated(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(tmp_path / "run", **options)

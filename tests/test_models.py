@@ -37,6 +37,64 @@ def test_projection_discriminator_depends_on_the_label():
     assert torch.allclose(D(x, torch.tensor([3])), expected)
 
 
+def test_conditional_batch_norm_gives_each_class_its_scale_and_shift():
+    G = Generator(28, 1, z_dim=8, width=4, num_classes=10, conditioning="cbn")
+    assert G.embed is None
+    norm = G.norms[0]
+    assert norm.gain.weight.mean().item() == pytest.approx(1.0, abs=0.01) and norm.bias.weight.abs().max() == 0
+    with torch.no_grad():  # DCGAN's init: γ ~ N(1, 0.02), β = 0
+        norm.gain.weight[3].fill_(2.0)
+        norm.bias.weight[3].fill_(0.5)
+        norm.gain.weight[0].fill_(1.0)
+    x = torch.randn(6, norm.norm.num_features, 7, 7)
+    labels = torch.tensor([3, 3, 3, 0, 0, 0])
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True, eps=norm.norm.eps)
+    out = norm(x, labels)
+    assert torch.allclose(out[:3], 2.0 * plain[:3] + 0.5, atol=1e-5)
+    assert torch.allclose(out[3:], plain[3:], atol=1e-5)
+    z = torch.randn(1, 8).repeat(2, 1)
+    G.eval()
+    a, b = G(z, torch.tensor([3, 0]))
+    assert not torch.allclose(a, b)
+
+
+def test_concat_discriminator_sees_the_label_as_planes_and_has_no_projection():
+    D = Discriminator(28, 1, 4, num_classes=10, conditioning="concat").eval()
+    assert D.embed is None and D.features[0].in_channels == 11
+    x = torch.randn(1, 1, 28, 28)
+    assert len({round(D(x, torch.tensor([k])).item(), 6) for k in range(10)}) == 10
+
+
+def test_spectral_norm_discriminator_has_unit_spectral_norm_weights():
+    D = Discriminator(28, 1, 4, num_classes=10, norm="spectral").train()
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    for _ in range(30):  # power iterations converge over forwards
+        D(x, y)
+    conv = D.features[2]
+    sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2).item()
+    assert sigma == pytest.approx(1.0, rel=0.05)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+
+
+def test_generator_loads_checkpoints_of_the_sequential_layout():
+    """G used to be one Sequential (net.0 conv, net.1 BN, net.2 ReLU, ..., net.9 last conv): old runs still load."""
+    G = Generator(32, 1, 16, 8, 10)
+    old = torch.nn.Sequential(
+        torch.nn.ConvTranspose2d(32, 32, 4, 1, 0, bias=False), torch.nn.BatchNorm2d(32), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(32, 16, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(16, 8, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(8, 1, 4, 2, 1), torch.nn.Tanh()).eval()
+    for m in old.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    embed = torch.nn.Embedding(10, 16)
+    G.load_state_dict({"net." + k: v for k, v in old.state_dict().items()} | {"embed.weight": embed.weight.data})
+    z, y = torch.randn(4, 16), torch.arange(4)
+    with torch.no_grad():
+        assert torch.allclose(G.eval()(z, y), old(torch.cat([z, embed(y)], 1)[:, :, None, None]), atol=1e-6)
+
+
 def test_minibatch_stddev_matches_a_hand_computation():
     x = torch.arange(2 * 1 * 2 * 2, dtype=torch.float32).reshape(2, 1, 2, 2)  # values 0..7
     out = MinibatchStddev(group_size=2)(x)
@@ -62,6 +120,7 @@ def test_registry_suggests_close_names():
     dict(loss="wgan"), dict(loss="wgan-gp"), dict(r1_gamma=10.0), dict(instance_noise=0.1),
     dict(feature_matching=1.0), dict(minibatch_stddev=True), dict(d_batches="joint"), dict(conditional=False),
     dict(diffaugment="color,translation,cutout", feature_matching=1.0, r1_gamma=1.0),
+    dict(d_norm="spectral", loss="hinge"), dict(g_conditioning="cbn"), dict(d_conditioning="concat"),
 ])
 def test_every_loss_and_aid_gives_finite_losses_and_gradients(options):
     cfg = DCGANConfig(image_size=28, g_width=4, d_width=4, z_dim=8, **options)

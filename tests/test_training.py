@@ -87,7 +87,7 @@ def test_exact_resume_is_bit_identical(tmp_path):
     assert meta_a["sampler"] == meta_b["sampler"]
     # and training moved the weights at all
     first = load_checkpoint(tmp_path / "a" / "checkpoints" / "step_0000004")[0]["weights.safetensors"]
-    assert not torch.equal(first["generator.net.0.weight"], a["weights.safetensors"]["generator.net.0.weight"])
+    assert not torch.equal(first["generator.convs.0.weight"], a["weights.safetensors"]["generator.convs.0.weight"])
 
 
 def test_run_writes_samples_logs_and_keeps_last_k_and_best(tmp_path):
@@ -150,3 +150,20 @@ def test_max_seconds_ends_a_run_with_a_checkpoint_and_a_grid(tmp_path):
     assert 1 <= step < 10**6
     assert (tmp_path / "samples" / f"step_{step:07d}.png").is_file()
     assert load_checkpoint(last)[1]["step"] == step
+
+
+def test_auto_precision_is_bf16_only_where_it_is_native_and_timed_faster(monkeypatch):
+    from gauguin.nn import layers
+    from gauguin.training import loop
+
+    cpu = torch.device("cpu")
+    for native, pays, expected in ((False, True, "fp32"), (True, False, "fp32"), (True, True, "bf16")):
+        monkeypatch.setattr(loop, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(loop, "bf16_pays_on_cpu", lambda pays=pays: pays)
+        assert loop.resolve_precision("auto", cpu) == expected
+        assert loop.resolve_precision("fp32", cpu) == "fp32"
+    # the timing itself: a boolean, measured once per process, never on a CPU without native bf16
+    layers.bf16_pays_on_cpu.cache_clear()
+    monkeypatch.setattr(layers, "native_bf16", lambda: False)
+    assert layers.bf16_pays_on_cpu() is False
+    layers.bf16_pays_on_cpu.cache_clear()

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from gauguin.fileio import state_dict_sha256
 from gauguin.metrics.classifier import FashionMNISTClassifier, load_fmnist_classifier
-from gauguin.metrics.inception import InceptionFID, InceptionWeightsNotFoundError, load_inception
+from gauguin.metrics.inception import FastInceptionFID, InceptionFID, InceptionWeightsNotFoundError, load_inception
 
 EXTRACTOR_NAMES = ("inception", "fmnist")
 KINDS = ("features", "probabilities", "both")
@@ -80,32 +80,46 @@ class FeatureExtractor(nn.Module):
 
 class InceptionExtractor(FeatureExtractor):
     """FID Inception-v3: pool3 features ``[N, 2048]``; ``probabilities`` is the softmax of the 1008
-    logits *without* the fc bias, as the original Inception Score code computes them."""
+    logits *without* the fc bias, as the original Inception Score code computes them.
+
+    By default the images run through :class:`~gauguin.metrics.inception.FastInceptionFID`, an
+    inference copy of ``net`` (BatchNorm folded into the convolutions, fused ReLU, channels-last,
+    merged 1x1 convolutions): the same features to fp32 rounding, on a 2-core CPU ~2.1x faster
+    than the plain module and ~1.4x faster than it in channels-last (this class's path before). ``fast=False`` runs ``net`` itself. The copy is made from ``net``'s weights at
+    construction; ``net`` stays the module whose state dict is saved and hashed.
+    """
 
     name = "inception"
     input_size = 299
     feature_dim = 2048
     num_classes = 1008
 
-    def __init__(self, net: InceptionFID) -> None:
+    def __init__(self, net: InceptionFID, fast: bool = True) -> None:
         super().__init__()
         self._hash = state_dict_sha256(net.state_dict())
-        # channels-last weights: ~1.5x faster on CPU (oneDNN), same results to ~1e-12
+        # channels-last weights: ~1.5x faster on CPU (oneDNN) for the plain path, same results to ~1e-7
         self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+        self.fast = FastInceptionFID(self.net) if fast else None
+
+    @property
+    def runner(self) -> InceptionFID | FastInceptionFID:
+        """The module the images run through: the fast copy, or ``net`` with ``fast=False``."""
+        return self.fast if self.fast is not None else self.net
 
     @property
     def weights_hash(self) -> str:
         return self._hash
 
     def features(self, images: Tensor) -> Tensor:
-        return self.net(images)
+        return self.runner(images)
 
     def probabilities(self, images: Tensor) -> Tensor:
         return self.features_and_probabilities(images)[1]
 
     def features_and_probabilities(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        feats = self.net(images)
-        return feats, F.softmax(self.net.logits_from_features(feats, bias=False), dim=1)
+        runner = self.runner
+        feats = runner(images)
+        return feats, F.softmax(runner.logits_from_features(feats, bias=False), dim=1)
 
 
 class ClassifierExtractor(FeatureExtractor):

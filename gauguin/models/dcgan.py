@@ -1,7 +1,10 @@
 """DCGAN (Radford et al. 2016), unconditional or class-conditional, with the classic losses and aids.
 
-Conditioning: G concatenates a learned label embedding to z; D is a projection discriminator
-(Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨e_y, φ(x)⟩.
+Conditioning: G concatenates a learned label embedding to z (``g_conditioning=concat``) or uses
+class-conditional batch norm, γ_y and β_y per class (``cbn``; de Vries et al. 2017, Miyato & Koyama
+2018 §5); D is a projection discriminator (Miyato & Koyama 2018): D(x, y) = ψ(φ(x)) + ⟨e_y, φ(x)⟩
+(``d_conditioning=projection``), or sees the label as one-hot planes beside the image (``concat``,
+Mirza & Osindero 2014).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from .. import losses
 from ..config import ConfigError, TrainConfig
@@ -33,7 +37,9 @@ class DCGANConfig(TrainConfig):
     z_dim: int = 100
     g_width: int = 64  # channels of G's last hidden layer (doubling towards 4x4)
     d_width: int = 64  # channels of D's first layer (doubling towards 4x4)
-    d_norm: Literal["auto", "batch", "layer", "none"] = "auto"  # auto: batch, or layer under WGAN-GP/R1
+    d_norm: Literal["auto", "batch", "layer", "spectral", "none"] = "auto"  # auto: batch, or layer under WGAN-GP/R1
+    g_conditioning: Literal["concat", "cbn"] = "concat"  # label embedding beside z, or class-conditional batch norm
+    d_conditioning: Literal["projection", "concat"] = "projection"  # projection D, or one-hot label planes
     loss: Literal["minimax", "nonsaturating", "lsgan", "hinge", "wgan", "wgan-gp"] = "nonsaturating"
     gp_weight: float = 10.0  # λ of WGAN-GP (Gulrajani et al. 2017)
     r1_gamma: float = 0.0  # γ of the R1 penalty (Mescheder et al. 2018); 0 = off
@@ -73,47 +79,83 @@ def _layout(image_size: int) -> tuple[int, int]:
     return start, int(math.log2(image_size // start))
 
 
-class Generator(nn.Module):
-    """z (+ label embedding) → 1x1 → start×start → ... → image, ConvTranspose + BN + ReLU, tanh out."""
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm without its own affine, then γ_y, β_y of the label (de Vries et al. 2017, eq. 2)."""
 
-    def __init__(self, image_size: int, channels: int, z_dim: int, width: int, num_classes: int = 0):
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+
+
+class Generator(nn.Module):
+    """z (+ label embedding) → 1x1 → start×start → ... → image, ConvTranspose + BN (or CBN) + ReLU, tanh out."""
+
+    def __init__(self, image_size: int, channels: int, z_dim: int, width: int, num_classes: int = 0,
+                 conditioning: str = "concat"):
         super().__init__()
         start, ups = _layout(image_size)
         self.z_dim = z_dim
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes > 1 else None
+        conditional = num_classes > 1
+        self.embed = nn.Embedding(num_classes, z_dim) if conditional and conditioning == "concat" else None
+        self.cbn = conditional and conditioning == "cbn"
         c = width * 2 ** (ups - 1)
         in_dim = z_dim * (2 if self.embed is not None else 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, c, start, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        convs = [nn.ConvTranspose2d(in_dim, c, start, 1, 0, bias=False)]
         for _ in range(ups - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            convs.append(nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False))
             c //= 2
-        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(ConditionalBatchNorm2d(conv.out_channels, num_classes) if self.cbn
+                                   else nn.BatchNorm2d(conv.out_channels) for conv in convs)
+        self.to_image = nn.ConvTranspose2d(c, channels, 4, 2, 1)
         self.apply(_dcgan_init)
+        self._register_load_state_dict_pre_hook(self._rename_sequential_keys)
+
+    def _rename_sequential_keys(self, state, prefix, *args) -> None:
+        """Checkpoints before the CBN option held G as one Sequential: net.{3i} conv, net.{3i+1} BN, ..."""
+        for key in [k for k in state if k.startswith(prefix + "net.")]:
+            index, _, rest = key[len(prefix) + 4:].partition(".")
+            block, part = divmod(int(index), 3)
+            name = "to_image" if block == len(self.convs) else f"{('convs', 'norms')[part]}.{block}"
+            state[f"{prefix}{name}.{rest}"] = state.pop(key)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if (self.embed is not None or self.cbn) and labels is None:
+            raise ValueError("this generator is class-conditional: pass labels")
         if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels")
             z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.net(z[:, :, None, None])
+        h = z[:, :, None, None]
+        for conv, norm in zip(self.convs, self.norms):
+            h = conv(h)
+            h = torch.relu(norm(h, labels) if self.cbn else norm(h))
+        return torch.tanh(self.to_image(h))
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
-    return {"batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels), "none": nn.Identity}[kind]()
+    """D's activation norm; spectral norm normalises the weights instead (Miyato et al. 2018)."""
+    return {"batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels),
+            "spectral": nn.Identity, "none": nn.Identity}[kind]()
 
 
 class Discriminator(nn.Module):
-    """image → strided Conv + norm + LeakyReLU(0.2) down to start×start → linear (+ projection)."""
+    """image (+ one-hot label planes) → strided Conv + norm + LeakyReLU(0.2) down to start×start →
+    linear (+ projection)."""
 
     def __init__(self, image_size: int, channels: int, width: int, num_classes: int = 0,
-                 norm: str = "batch", minibatch_stddev: bool = False):
+                 norm: str = "batch", minibatch_stddev: bool = False, conditioning: str = "projection"):
         super().__init__()
         start, downs = _layout(image_size)
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        self.label_planes = num_classes if num_classes > 1 and conditioning == "concat" else 0
+        layers: list[nn.Module] = [nn.Conv2d(channels + self.label_planes, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         c = width
         for _ in range(downs - 1):
-            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=norm == "none"), norm_layer(norm, c * 2), nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=norm in ("spectral", "none")), norm_layer(norm, c * 2),
+                       nn.LeakyReLU(0.2, True)]
             c *= 2
         if minibatch_stddev:
             layers.append(MinibatchStddev())
@@ -121,15 +163,22 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         feature_dim = c * start * start
         self.head = nn.Linear(feature_dim, 1)
-        self.embed = nn.Embedding(num_classes, feature_dim) if num_classes > 1 else None
+        self.embed = (nn.Embedding(num_classes, feature_dim) if num_classes > 1 and not self.label_planes else None)
         self.apply(_dcgan_init)
+        if norm == "spectral":
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                    spectral_norm(module)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_features: bool = False):
+        if (self.embed is not None or self.label_planes) and labels is None:
+            raise ValueError("this discriminator is class-conditional: pass labels")
+        if self.label_planes:
+            planes = nn.functional.one_hot(labels, self.label_planes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
         h = self.features(x)
         out = self.head(h).squeeze(1)
         if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
             out = out + (self.embed(labels) * h).sum(dim=1)
         return (out, h) if return_features else out
 
@@ -140,9 +189,12 @@ def _dcgan_init(m: nn.Module) -> None:
         nn.init.normal_(m.weight, 0.0, 0.02)
         if getattr(m, "bias", None) is not None:
             nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
+    elif isinstance(m, ConditionalBatchNorm2d):  # after its embeddings (apply visits children first)
+        nn.init.normal_(m.gain.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias.weight)
 
 
 class DCGAN(GANFamily):
@@ -153,9 +205,9 @@ class DCGAN(GANFamily):
         super().__init__(cfg, data)
         classes = data.num_classes if cfg.conditional else 0
         self.conditional = classes > 1
-        self.generator = Generator(cfg.image_size, cfg.channels, cfg.z_dim, cfg.g_width, classes)
+        self.generator = Generator(cfg.image_size, cfg.channels, cfg.z_dim, cfg.g_width, classes, cfg.g_conditioning)
         self.discriminator = Discriminator(cfg.image_size, cfg.channels, cfg.d_width, classes,
-                                           cfg.discriminator_norm, cfg.minibatch_stddev)
+                                           cfg.discriminator_norm, cfg.minibatch_stddev, cfg.d_conditioning)
         self.adversarial = losses.get_adversarial_loss("wgan" if cfg.loss == "wgan-gp" else cfg.loss)
         self.real_target = 1.0 - cfg.label_smoothing
         self.augment_policy = parse_policy(cfg.diffaugment)

@@ -45,12 +45,13 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..fileio import file_sha256, save_safetensors_atomic, write_bytes_atomic
+from ..nn.layers import native_bf16
 from ..nn.spectral import fold_spectral_norm
 from ..nn.unet import NoiseDropout
 from ..models.inference import Graph, Input, draw
 from ..sampling import LoadedGenerator, load_generator
 from .engine import MODEL_JSON
-from .quantize import (CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, bf16_quality, model_inputs, native_bf16,
+from .quantize import (CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, bf16_quality, model_inputs,
                        quantize_int8)
 
 FORMAT = "gauguin-export-1"  # model.json's format version

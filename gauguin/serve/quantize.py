@@ -93,13 +93,6 @@ def quantize_encoder_int8(encoder: bytes, generator: bytes, calibration: list[np
     return int8_model, quality_record(pairs, len(calibration), SCHEME.replace("Conv only", "Conv, Gemm, MatMul"))
 
 
-def native_bf16() -> bool:
-    """Whether this CPU has bf16 kernels (AVX-512 BF16 / AMX); elsewhere bf16 is emulated, ~30× slower."""
-    import torch
-
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
 def bf16_quality(loaded, check: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """PSNR of PyTorch's bf16 path (what ``TorchBackend`` serves) against its fp32 images on the first
     ``check`` inputs: the gate that lets a server pick that path."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, TrainConfig
+from ..config import BEST_METRICS, ConfigError, TrainConfig
 from ..images import make_grid, save_png
 from ..metrics import create_extractor, extract, sliced_wasserstein
 from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
@@ -28,6 +28,7 @@ from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
 from ..models.base import Plan
 from ..models.inference import draw_inputs, grid_rows, picture_of
+from ..nn.layers import bf16_pays_on_cpu, native_bf16
 from .distributed import (DistInfo, any_rank, average_gradients, barrier, broadcast_buffers, broadcast_flag,
                           broadcast_module, gather_objects, init_distributed, shutdown)
 from .ema import EMA
@@ -51,15 +52,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on GPUs with bf16 and on CPUs with native bf16 (AVX-512 / AMX), else fp32.
+    """``auto`` → bf16 on GPUs with bf16 and on CPUs where it is faster (timed: ``bf16_pays_on_cpu``), else fp32.
 
-    CPUs without it (AVX2 only) emulate bf16 convolutions some 30x slower than fp32."""
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    CPUs without native bf16 (AVX2 only) emulate its convolutions some 30x slower than fp32."""
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
     if precision == "auto":
-        return "bf16" if native else "fp32"
+        return "bf16" if native and (device.type == "cuda" or bf16_pays_on_cpu()) else "fp32"
     if precision == "bf16" and not native:
         warnings.warn(f"precision=bf16 on a {device.type} without native bf16 is emulated and far slower "
                       "than fp32; use precision=auto", stacklevel=2)
@@ -89,7 +87,7 @@ class TrainState:
     """Everything that changes during training besides network weights."""
 
     step: int = 0
-    best_metric: float = math.inf
+    best_metric: float | None = None  # the best value of cfg.best_metric so far
     history: list = field(default_factory=list)
 
 
@@ -251,6 +249,8 @@ class Trainer:
 
     def _train_until_done_or_stopped(self, logger: RunLogger, stop: StopSignals, images_per_step: int) -> None:
         cfg = self.cfg
+        if cfg.eval_every:  # before the clock starts: its first use may train it (max_seconds is training time)
+            self._load_extractor()
         started = time.perf_counter()
         while self.state.step < cfg.steps:
             plan = self.family.plan(self.state.step)
@@ -367,18 +367,25 @@ class Trainer:
             fake_set = ImageSet(fake, labels if main.input("class") else None, "generated", "",
                                 batch.get("label_map"), self.cfg.dataset)
             scores.update(self._eval_metrics(real, fake_set))
-        self.state.history.append([step, scores[self.cfg.best_metric]])
+        value = scores[self.cfg.best_metric]
+        self.state.history.append([step, value])
         logger.scalars(step, scores)
-        if scores[self.cfg.best_metric] < self.state.best_metric:
-            self.state.best_metric = scores[self.cfg.best_metric]
+        higher_is_better = BEST_METRICS[self.cfg.best_metric][1]
+        if math.isfinite(value) and (self.state.best_metric is None or (
+                value > self.state.best_metric if higher_is_better else value < self.state.best_metric)):
+            self.state.best_metric = value
             return True
         return False
 
+    def _load_extractor(self) -> None:
+        """The feature extractor of ``eval_metrics`` (none if they need none), once per run, on rank 0."""
+        if self.dist.is_main and self._extractor is None and set(self.cfg.eval_metrics) & EXTRACTOR_METRICS:
+            self._extractor = create_extractor(self.cfg.eval_extractor, self.cfg.eval_weights or None, self.device)
+
     def _eval_metrics(self, real: torch.Tensor, fake_set: ImageSet) -> dict[str, float]:
         """``eval_metrics`` as flat scalars (``kid``, ``is``: means; ``pr``, ``miou``: each of their numbers)."""
-        needs_extractor = set(self.cfg.eval_metrics) & EXTRACTOR_METRICS
-        if needs_extractor and self._extractor is None:  # once per run: the extractor, the real images' features
-            self._extractor = create_extractor(self.cfg.eval_extractor, self.cfg.eval_weights or None, self.device)
+        self._load_extractor()
+        if self._extractor is not None and self._real_features is None:  # once per run
             self._real_features = extract(self._extractor, real, progress=False)
         values = compute_metrics(list(self.cfg.eval_metrics), fake_set, self._extractor, self._real_features,
                                  seed=self.cfg.seed, progress=False, segmenter=self.cfg.eval_segmenter or None,
@@ -428,7 +435,8 @@ class Trainer:
             "optimizers": meta_opt,
             "schedulers": {"sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()},
             "ema_updates": self.ema.updates if self.ema is not None else 0,
-            "best_metric": self.state.best_metric if math.isfinite(self.state.best_metric) else None,
+            "best_metric": self.state.best_metric if self.state.best_metric is not None and math.isfinite(
+                self.state.best_metric) else None,
             "metric_history": self.state.history,
             "rng": rng_meta,
         }
@@ -468,8 +476,7 @@ class Trainer:
         if f"rng.{rank}.cuda" in state:
             rng["cuda"] = state[f"rng.{rank}.cuda"]
         restore_rng(rng)
-        self.state = TrainState(meta["step"], meta["best_metric"] if meta["best_metric"] is not None else math.inf,
-                                meta["metric_history"])
+        self.state = TrainState(meta["step"], meta["best_metric"], meta["metric_history"])
 
 
 def as_batch(batch) -> dict[str, torch.Tensor]:
