@@ -59,3 +59,24 @@ def test_cache_round_trip_and_corruption(tmp_path):
     assert np.array_equal(load_cached(key, tmp_path)["mu"], np.arange(3.0))
     path.write_bytes(b"garbage")
     assert load_cached(key, tmp_path) is None
+
+
+def test_fashion_mnist_reference_is_read_at_the_generators_size(tmp_path):
+    """A 32 px generator is compared with real images resized 28 -> 32 as training resizes them, not by
+    resizing its own samples to 28 (a second resize that blurs the fakes only)."""
+    import torch.nn.functional as F
+
+    from gauguin.metrics.evaluate import evaluate
+
+    native = load_image_set("fashion-mnist:test", n=50, seed=3)
+    at_32 = load_image_set("fashion-mnist:test", n=50, seed=3, image_size=32)
+    assert native.name == "fashion-mnist:test" and at_32.name == "fashion-mnist:test@32"
+    assert at_32.images.shape[1:] == (1, 32, 32) and at_32.fingerprint != native.fingerprint
+    expected = F.interpolate(native.images, size=32, mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+    assert torch.allclose(at_32.images, expected, atol=1e-6)
+    assert load_image_set("fashion-mnist:test", n=50, seed=3, image_size=28).name == "fashion-mnist:test"
+
+    train("dcgan", tiny_config(tmp_path / "run", image_size=32, steps=2, eval_every=0))
+    report = evaluate(["fid", "accuracy"], "fashion-mnist:test", str(tmp_path / "run"), n=100, progress=False)
+    assert report["real"] == "fashion-mnist:test@32"
+    assert set(report["results"]) == {"fid100-fmnist-fashion-mnist:test@32", "accuracy100-fmnist-fashion-mnist:test@32"}

@@ -45,6 +45,7 @@ REAL = "fashion-mnist:test"
 MAIN_JOB_CONFIG = "configs/dcgan_fashion.yaml"  # the recipe when none is given, from the repository root
 QUICK_OVERRIDES = {"g_width": 8, "d_width": 8, "batch_size": 16}  # --quick: the machinery, not quality
 QUICK_MINUTES, QUICK_SAMPLES = 10 / 60, 500
+PROTOCOL_VERSION = 2  # 2: real images at the generator's size (1: fakes resized to Fashion-MNIST's 28 px)
 SECOND_CLASSIFIER = {"epochs": 2, "seed": 1, "batch_size": 256, "lr": 2e-3}  # the first: 3 epochs, seed 0, 128, 3e-3
 IMAGE_METRICS = ("accuracy", "fid", "kid", "pr", "tstr")  # of a class-conditional generator
 SEMANTIC_METRICS = ("miou", "fid", "kid", "pr")
@@ -108,46 +109,55 @@ def check_recipe(recipe: Recipe, source: str) -> None:
 
 # ------------------------------------------------------------------------------------- scoring
 class Scorer:
-    """The real test split, both classifiers' features of it, and the real-trained TSTR baselines."""
+    """The real test split at each generator's size, both classifiers' features of it, and the real-trained
+    TSTR baselines; each made once."""
 
     def __init__(self, samples: int, progress: bool):
         self.samples, self.progress = samples, progress
-        self.real = load_image_set(REAL)
         self.extractors = {"": create_extractor("fmnist"), "_second": create_extractor("fmnist", second_classifier())}
-        self.real_features = {suffix: Evaluation(self.real, ex, progress=False).real_features()
-                              for suffix, ex in self.extractors.items()}
-        self._baselines: dict[int, float] = {}
+        self._real: dict[int, tuple[ImageSet, dict]] = {}
+        self._baselines: dict[tuple[int, int], float] = {}
+
+    def real(self, size: int) -> tuple[ImageSet, dict]:
+        """The real test images at ``size`` px (resized as training resizes them) and their features."""
+        if size not in self._real:
+            real = load_image_set(REAL, image_size=size)
+            self._real[size] = real, {suffix: Evaluation(real, ex, progress=False).real_features()
+                                      for suffix, ex in self.extractors.items()}
+        return self._real[size]
 
     def score(self, checkpoint: Path, metrics: tuple[str, ...], seed: int) -> tuple[dict, dict]:
         """Flat scores (for the table) and protocol-named ones (for the record) of ``checkpoint``."""
         fake = load_image_set(str(checkpoint), self.samples, seed)
-        fake.images = match_images(fake.images, self.real.images)
+        real, real_features = self.real(fake.images.shape[-1])
+        fake.images = match_images(fake.images, real.images)
         metrics = metrics or (SEMANTIC_METRICS if fake.label_maps is not None else
                               IMAGE_METRICS if fake.labels is not None else ("fid", "kid", "pr"))
         count = count_label(len(fake.images))
         flat, named = {}, {}
         for suffix, extractor in self.extractors.items():
             wanted = [m for m in metrics if m != "tstr" and (not suffix or m in ("accuracy", "fid"))]
-            values = compute_metrics(wanted, fake, extractor, self.real_features[suffix], seed, progress=False)
+            values = compute_metrics(wanted, fake, extractor, real_features[suffix], seed, progress=False)
             for name, value in values.items():
-                named[f"{name}{count}-fmnist{suffix.replace('_', '-')}-{self.real.name}"] = value
+                named[f"{name}{count}-fmnist{suffix.replace('_', '-')}-{real.name}"] = value
                 flat.update(_flatten(name + suffix, value))
         if "tstr" in metrics:
-            flat["tstr"] = self.tstr(fake, seed)
-            named[f"tstr{count}-{self.real.name}"] = flat["tstr"]
+            flat["tstr"] = self.tstr(fake, real, seed)
+            named[f"tstr{count}-{real.name}"] = flat["tstr"]
         return flat, named
 
-    def tstr(self, fake: ImageSet, seed: int) -> float:
+    def tstr(self, fake: ImageSet, real: ImageSet, seed: int) -> float:
         """Accuracy on the real test split of a classifier trained on the samples, over that of the same
-        classifier trained on as many real training images (computed once per image count)."""
-        n = len(fake.images)
-        if n not in self._baselines:
-            real_train = load_image_set("fashion-mnist:train", n=n, seed=0)
-            self._baselines[n] = self._test(fit_classifier(real_train.images, real_train.labels, progress=False))
-        return self._test(fit_classifier(fake.images, fake.labels, seed=seed, progress=False)) / self._baselines[n]
+        classifier trained on as many real training images (computed once per image count and size)."""
+        key = len(fake.images), real.images.shape[-1]
+        if key not in self._baselines:
+            train = load_image_set("fashion-mnist:train", n=key[0], seed=0, image_size=key[1])
+            self._baselines[key] = self._test(fit_classifier(train.images, train.labels, progress=False), real)
+        return self._test(fit_classifier(fake.images, fake.labels, seed=seed, progress=False), real) / self._baselines[key]
 
-    def _test(self, model) -> float:
-        return classifier_accuracy(model, self.real.images, self.real.labels)
+    @staticmethod
+    def _test(model, real: ImageSet) -> float:
+        return classifier_accuracy(model, real.images, real.labels)
 
 
 def _flatten(name: str, value) -> dict[str, float]:
@@ -208,28 +218,46 @@ def run(recipes: list[Recipe], budgets_minutes: tuple[float, ...] = (1.0, 2.0, 5
 
 
 def run_cell(scorer: Scorer, recipe: Recipe, minutes: float, seed: int, out_dir: Path, progress: bool) -> dict:
+    """One cell: kept as it is when its settings and protocol are this run's; rescored from its checkpoint
+    when only the scoring protocol changed; else trained and scored."""
     folder = out_dir / recipe.name / f"{budget_name(minutes).replace(' ', '')}_seed{seed}"
-    settings = {"family": recipe.family, "values": recipe.values(), "metrics": list(recipe.metrics),
-                "samples": scorer.samples}
+    settings = json.loads(json.dumps({"family": recipe.family, "values": recipe.values(),
+                                      "metrics": list(recipe.metrics), "samples": scorer.samples}))
     saved = folder / "cell.json"
+    cell = _read_cell(saved)
+    if cell is not None and cell.get("settings") == settings:
+        if cell.get("protocol") == PROTOCOL_VERSION:
+            return cell
+        if Path(cell["checkpoint"]).is_dir():
+            print(f"gauguin: rescoring {saved} with protocol {PROTOCOL_VERSION}", file=sys.stderr)
+            return _write_cell(saved, cell, scorer.score(Path(cell["checkpoint"]), recipe.metrics, seed))
     if saved.is_file():
-        try:
-            cell = json.loads(saved.read_text())
-            if cell.get("settings") == json.loads(json.dumps(settings)):
-                return cell
-        except (OSError, ValueError):
-            pass  # unreadable: run it again
         print(f"gauguin: {saved} holds another setting or is unreadable; training it again", file=sys.stderr)
     checkpoint, reached = train_cell(recipe, minutes * 60, seed, folder / "run", progress)
-    flat, named = scorer.score(checkpoint, recipe.metrics, seed)
-    cell = {"recipe": recipe.name, "minutes": minutes, "seed": seed, "settings": settings,
-            "scores": {**flat, "steps": reached["steps"], "images_per_second": reached["images_per_second"]},
-            "protocols": named, "wall_seconds": reached["wall_seconds"], "checkpoint": str(checkpoint)}
+    cell = {"recipe": recipe.name, "minutes": minutes, "seed": seed, "settings": settings, "reached": reached,
+            "wall_seconds": reached["wall_seconds"], "checkpoint": str(checkpoint)}
+    return _write_cell(saved, cell, scorer.score(checkpoint, recipe.metrics, seed))
+
+
+def _read_cell(path: Path) -> dict | None:
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing or unreadable: run it again
+    if "reached" not in cell and "scores" in cell:  # cells of protocol 1 kept these among the scores
+        cell["reached"] = {key: cell["scores"][key] for key in ("steps", "images_per_second")}
+    return cell
+
+
+def _write_cell(path: Path, cell: dict, scored: tuple[dict, dict]) -> dict:
+    flat, named = scored
+    reached = cell["reached"]
+    cell = {**cell, "protocol": PROTOCOL_VERSION, "protocols": named,
+            "scores": {**flat, "steps": reached["steps"], "images_per_second": reached["images_per_second"]}}
     if not all(math.isfinite(v) for v in cell["scores"].values()):
-        print(f"gauguin: {recipe.name} at {budget_name(minutes)}, seed {seed}: non-finite scores {cell['scores']}",
-              file=sys.stderr)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(saved, json.dumps(cell, indent=2).encode())
+        print(f"gauguin: {path.parent}: non-finite scores {cell['scores']}", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, json.dumps(cell, indent=2).encode())
     return cell
 
 
@@ -244,7 +272,7 @@ def summarise(cells: list[dict], samples: int) -> dict:
     for row in rows.values():
         row["mean"] = {k: statistics.fmean(v) for k, v in row["values"].items()}
         row["std"] = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in row["values"].items()}
-    return {"samples": samples, "real": REAL, "second_classifier": SECOND_CLASSIFIER, "rows": list(rows.values()),
+    return {"samples": samples, "real": f"{REAL} at the generators' size", "second_classifier": SECOND_CLASSIFIER, "rows": list(rows.values()),
             "cells": cells}
 
 

@@ -22,7 +22,7 @@ from .msssim import ms_ssim_diversity
 from .prdc import precision_recall_density_coverage
 from .segmenter import load_or_train_segmenter, segmenter_scores
 from .swd import laplacian_swd
-from .sources import ImageSet, load_image_set, match_images
+from .sources import FASHION_SIDE, ImageSet, load_image_set, match_images
 
 METRICS = ("fid", "kid", "is", "pr", "msssim", "accuracy", "tstr", "miou", "lswd")
 FEATURE_METRICS = {"fid", "kid", "pr"}  # those compared with the real images' features
@@ -123,8 +123,8 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
     """Compute ``metrics`` of the ``fake`` images against the ``real`` ones; a JSON-able dict whose
     results are named by protocol (metric, image count, extractor, reference set)."""
     check_metric_names(metrics)
-    real_set = load_image_set(real, n, seed)
     fake_set = load_image_set(fake, n, seed)
+    real_set = load_image_set(real, n, seed, image_size=fake_set.images.shape[-1])  # Fashion-MNIST: at the fakes' size
     fake_set.images = match_images(fake_set.images, real_set.images)
     if fake_set.label_maps is not None and fake_set.label_maps.shape[-2:] != fake_set.images.shape[-2:]:
         fake_set.label_maps = F.interpolate(fake_set.label_maps[:, None].float(), size=fake_set.images.shape[-2:],
@@ -135,7 +135,7 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
     values = compute_metrics(metrics, fake_set, ev.extractor, real_f, seed, progress, segmenter, real_set.images)
     count = count_label(len(fake_set.images))
     protocol = {"pr": f"prdc{count}-{extractor}-{real_set.name}", "msssim": f"msssim{count}-{fake_set.name}",
-                "tstr": f"tstr{count}-fashion-mnist:test", "miou": f"miou{count}-segmenter-{fake_set.label_source}"}
+                "tstr": f"tstr{count}-fashion-mnist:test" + _size_suffix(fake_set), "miou": f"miou{count}-segmenter-{fake_set.label_source}"}
     results = {protocol.get(name, f"{name}{count}-{extractor}-{real_set.name}"): value for name, value in values.items()}
     return {"real": real_set.name, "fake": fake_set.name, "n": len(fake_set.images), "extractor": extractor,
             "weights_hash": ev.extractor.weights_hash if ev.extractor else None, "reference_cache_hit": ev.cache_hit,
@@ -147,13 +147,20 @@ def tstr(fake: ImageSet, seed: int = 0, progress: bool = True) -> dict:
     classifier trained on the labelled fakes, tested on the real Fashion-MNIST test split, next to the
     same classifier trained on as many real training images (the baseline)."""
     labels = _need_labels(fake, "tstr")
-    test = load_image_set("fashion-mnist:test")
-    baseline = load_image_set("fashion-mnist:train", n=len(fake.images), seed=seed)
+    size = fake.images.shape[-1]  # the real images at the fakes' size, made as training made them
+    test = load_image_set("fashion-mnist:test", image_size=size)
+    baseline = load_image_set("fashion-mnist:train", n=len(fake.images), seed=seed, image_size=size)
     images = match_images(fake.images, test.images)
     synthetic = fit_classifier(images, labels, seed=seed, progress=progress)
     real_model = fit_classifier(baseline.images, baseline.labels, seed=seed, progress=progress)
     return {"train_on_fake": classifier_accuracy(synthetic, test.images, test.labels),
             "train_on_real": classifier_accuracy(real_model, test.images, test.labels)}
+
+
+def _size_suffix(images: ImageSet) -> str:
+    """"@32" when TSTR's real images were read at the fakes' 32 px instead of Fashion-MNIST's 28."""
+    size = images.images.shape[-1]
+    return "" if size == FASHION_SIDE else f"@{size}"
 
 
 def _need_labels(images: ImageSet, metric: str) -> torch.Tensor:

@@ -7,6 +7,10 @@
 
 A checkpoint of a semantic family (SPADE) draws its images from the label maps of its dataset's
 held-out split, and its image set keeps those label maps (for mIoU / pixel accuracy).
+
+Fashion-MNIST can be read at another ``image_size`` than its native 28 px, resized as training
+resizes it (``fashion-mnist:test@32``): a generator is compared with real images made the way its
+training images were, not through a second resize of its own samples.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..fileio import file_sha256
 from ..models.inference import draw_inputs
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fmnist")
+FASHION_SIDE = 28  # Fashion-MNIST's native size
 SEMANTIC_KINDS = set(KINDS["label_maps"]) - {"fashion-mnist", "folder"}  # "folder:" stays a plain image folder
 
 
@@ -53,13 +58,16 @@ def _subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n]
 
 
-def load_image_set(spec: str, n: int | None = None, seed: int = 0) -> ImageSet:
-    """The image set named by ``spec`` (see the module docstring), ``n`` images of it."""
+def load_image_set(spec: str, n: int | None = None, seed: int = 0, image_size: int | None = None) -> ImageSet:
+    """The image set named by ``spec`` (see the module docstring), ``n`` images of it; Fashion-MNIST
+    at ``image_size`` px when given (resized as training resizes it)."""
     kind, _, rest = spec.partition(":")
     if kind.lower() in FASHION_NAMES:
         split = rest or "test"
-        data = FashionMNIST(split)
-        return _from_dataset(data, f"fashion-mnist:{split}", n, seed)
+        if image_size in (None, FASHION_SIDE):
+            return _from_dataset(FashionMNIST(split), f"fashion-mnist:{split}", n, seed)
+        data = FashionMNIST(split, Preprocessing(crop_size=image_size))
+        return _from_dataset(data, f"fashion-mnist:{split}@{image_size}", n, seed)
     if kind.lower().replace("_", "-") in SEMANTIC_KINDS:
         data = build(spec, "val", Preprocessing(augment=False), task="label_maps")
         return _from_dataset(data, f"{spec}:val", n, seed)
