@@ -239,7 +239,7 @@ def test_the_cli_reports_a_bad_value_in_one_line(tmp_path):
 
 def test_a_tiny_run_still_trains_after_the_checks(tmp_path):
     path = train("dcgan", tiny_config(tmp_path, steps=2, eval_every=0))
-    assert torch.isfinite(load_checkpoint(path)[0]["weights.safetensors"]["generator.net.0.weight"]).all()
+    assert torch.isfinite(load_checkpoint(path)[0]["weights.safetensors"]["generator.convs.0.weight"]).all()
 
 
 @pytest.mark.slow
