@@ -34,8 +34,8 @@ import yaml
 
 from ..config import ConfigError, TrainConfig
 from ..fileio import user_cache_dir, write_bytes_atomic
-from ..metrics.classifier import classifier_accuracy, fit_classifier, train_fmnist_classifier
-from ..metrics.evaluate import Evaluation, compute_metrics, count_label
+from ..metrics.classifier import train_fmnist_classifier
+from ..metrics.evaluate import Evaluation, compute_metrics, count_label, flat_scores, tstr
 from ..metrics.extractors import create_extractor
 from ..metrics.sources import ImageSet, load_image_set, match_images
 from ..models import get_family
@@ -45,7 +45,8 @@ REAL = "fashion-mnist:test"
 MAIN_JOB_CONFIG = "configs/dcgan_fashion.yaml"  # the recipe when none is given, from the repository root
 QUICK_OVERRIDES = {"g_width": 8, "d_width": 8, "batch_size": 16}  # --quick: the machinery, not quality
 QUICK_MINUTES, QUICK_SAMPLES = 10 / 60, 500
-PROTOCOL_VERSION = 2  # 2: real images at the generator's size (1: fakes resized to Fashion-MNIST's 28 px)
+PROTOCOL_VERSION = 3  # 3: TSTR is gauguin eval's (its real baseline trained with the cell's seed);
+# 2: real images at the generator's size; 1: fakes resized to Fashion-MNIST's 28 px
 SECOND_CLASSIFIER = {"epochs": 2, "seed": 1, "batch_size": 256, "lr": 2e-3}  # the first: 3 epochs, seed 0, 128, 3e-3
 IMAGE_METRICS = ("accuracy", "fid", "kid", "pr", "tstr")  # of a class-conditional generator
 SEMANTIC_METRICS = ("miou", "fid", "kid", "pr")
@@ -110,13 +111,13 @@ def check_recipe(recipe: Recipe, source: str) -> None:
 # ------------------------------------------------------------------------------------- scoring
 class Scorer:
     """The real test split at each generator's size, both classifiers' features of it, and the real-trained
-    TSTR baselines; each made once."""
+    TSTR baselines (per image count, size and seed); each made once."""
 
     def __init__(self, samples: int, progress: bool):
         self.samples, self.progress = samples, progress
         self.extractors = {"": create_extractor("fmnist"), "_second": create_extractor("fmnist", second_classifier())}
         self._real: dict[int, tuple[ImageSet, dict]] = {}
-        self._baselines: dict[tuple[int, int], float] = {}
+        self._baselines: dict[tuple[int, int, int], float] = {}
 
     def real(self, size: int) -> tuple[ImageSet, dict]:
         """The real test images at ``size`` px (resized as training resizes them) and their features."""
@@ -138,36 +139,15 @@ class Scorer:
         for suffix, extractor in self.extractors.items():
             wanted = [m for m in metrics if m != "tstr" and (not suffix or m in ("accuracy", "fid"))]
             values = compute_metrics(wanted, fake, extractor, real_features[suffix], seed, progress=False)
-            for name, value in values.items():
-                named[f"{name}{count}-fmnist{suffix.replace('_', '-')}-{real.name}"] = value
-                flat.update(_flatten(name + suffix, value))
+            named.update({f"{name}{count}-fmnist{suffix.replace('_', '-')}-{real.name}": value
+                          for name, value in values.items()})
+            flat.update(flat_scores(values, suffix))
         if "tstr" in metrics:
-            flat["tstr"] = self.tstr(fake, real, seed)
-            named[f"tstr{count}-{real.name}"] = flat["tstr"]
+            result = tstr(fake, seed, progress=False, baselines=self._baselines)
+            flat["tstr"] = result["train_on_fake"] / result["train_on_real"]
+            named[f"tstr{count}-{real.name}"] = result
         return flat, named
 
-    def tstr(self, fake: ImageSet, real: ImageSet, seed: int) -> float:
-        """Accuracy on the real test split of a classifier trained on the samples, over that of the same
-        classifier trained on as many real training images (computed once per image count and size)."""
-        key = len(fake.images), real.images.shape[-1]
-        if key not in self._baselines:
-            train = load_image_set("fashion-mnist:train", n=key[0], seed=0, image_size=key[1])
-            self._baselines[key] = self._test(fit_classifier(train.images, train.labels, progress=False), real)
-        return self._test(fit_classifier(fake.images, fake.labels, seed=seed, progress=False), real) / self._baselines[key]
-
-    @staticmethod
-    def _test(model, real: ImageSet) -> float:
-        return classifier_accuracy(model, real.images, real.labels)
-
-
-def _flatten(name: str, value) -> dict[str, float]:
-    if name.startswith("pr"):
-        return {"precision": value["precision"], "recall": value["recall"]}
-    if name.startswith("kid"):
-        return {name: value["mean"]}
-    if name.startswith("miou"):
-        return {"miou": value["miou"], "pixel_accuracy": value["pixel_accuracy"]}
-    return {name: float(value)}
 
 
 def second_classifier() -> Path:

@@ -114,6 +114,19 @@ def compute_metrics(metrics: list[str], fake: ImageSet, extractor: FeatureExtrac
     return results
 
 
+def flat_scores(values: dict, suffix: str = "") -> dict[str, float]:
+    """``compute_metrics``' results as flat scalars: ``kid`` and ``is`` by their mean, ``pr`` and ``miou``
+    by each of their numbers (precision, recall, ...; miou, pixel_accuracy, ...), each name + ``suffix``."""
+    flat = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update({name + suffix: value["mean"]} if "mean" in value else
+                        {key + suffix: item for key, item in value.items()})
+        else:
+            flat[name + suffix] = float(value)
+    return flat
+
+
 def _segmenter_dataset(spec: str) -> str:
     return "fashion-mnist" if spec.lower().replace("_", "-").startswith(("fashion-mnist", "fmnist")) else spec
 
@@ -142,19 +155,25 @@ def evaluate(metrics: list[str], real: str, fake: str, n: int = 10_000, extracto
             "results": results}
 
 
-def tstr(fake: ImageSet, seed: int = 0, progress: bool = True) -> dict:
+def tstr(fake: ImageSet, seed: int = 0, progress: bool = True, baselines: dict | None = None) -> dict:
     """Train on synthetic, test on real (Esteban et al. 2017; Shmelkov et al. 2018 "GAN-train"): a
     classifier trained on the labelled fakes, tested on the real Fashion-MNIST test split, next to the
-    same classifier trained on as many real training images (the baseline)."""
+    same classifier trained on as many real training images (the baseline). ``baselines``, a dict the
+    caller keeps, holds the baseline's accuracy per image count, size and seed across calls."""
     labels = _need_labels(fake, "tstr")
     size = fake.images.shape[-1]  # the real images at the fakes' size, made as training made them
     test = load_image_set("fashion-mnist:test", image_size=size)
-    baseline = load_image_set("fashion-mnist:train", n=len(fake.images), seed=seed, image_size=size)
     images = match_images(fake.images, test.images)
     synthetic = fit_classifier(images, labels, seed=seed, progress=progress)
-    real_model = fit_classifier(baseline.images, baseline.labels, seed=seed, progress=progress)
-    return {"train_on_fake": classifier_accuracy(synthetic, test.images, test.labels),
-            "train_on_real": classifier_accuracy(real_model, test.images, test.labels)}
+    key = (len(images), size, seed)
+    if baselines is None or key not in baselines:
+        baseline = load_image_set("fashion-mnist:train", n=len(images), seed=seed, image_size=size)
+        real_model = fit_classifier(baseline.images, baseline.labels, seed=seed, progress=progress)
+        accuracy = classifier_accuracy(real_model, test.images, test.labels)
+        if baselines is None:
+            baselines = {}
+        baselines[key] = accuracy
+    return {"train_on_fake": classifier_accuracy(synthetic, test.images, test.labels), "train_on_real": baselines[key]}
 
 
 def _size_suffix(images: ImageSet) -> str:
@@ -187,4 +206,4 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "compute_metrics", "evaluate", "format_table", "tstr"]
+__all__ = ["METRICS", "compute_metrics", "evaluate", "flat_scores", "format_table", "tstr"]

@@ -39,6 +39,18 @@ class InceptionWeightsNotFoundError(InceptionWeightsError, FileNotFoundError):
     """The Inception weights file does not exist."""
 
 
+def _check_images(x: Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(
+            f"InceptionFID takes images shaped [N, 1 or 3, H, W] in [-1, 1], got shape {tuple(x.shape)}"
+        )
+
+
+_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
+_BLOCKS = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+           "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
+
+
 # ------------------------------------------------------------------------------------ blocks
 class BasicConv2d(nn.Module):
     """Convolution without bias, batch norm (eps 0.001), ReLU."""
@@ -207,10 +219,7 @@ class InceptionFID(nn.Module):
 
     def prepare(self, x: Tensor) -> Tensor:
         """Check and convert images to ``[N, 3, 299, 299]`` float in the network's dtype."""
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(
-                f"InceptionFID takes images shaped [N, 1 or 3, H, W] in [-1, 1], got shape {tuple(x.shape)}"
-            )
+        _check_images(x)
         x = x.to(self.fc.weight.dtype)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -225,10 +234,8 @@ class InceptionFID(nn.Module):
         x = F.max_pool2d(x, 3, stride=2)  # 73x73
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))  # 71x71
         x = F.max_pool2d(x, 3, stride=2)  # 35x35
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a,  # -> 17x17
-                      self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a,  # -> 8x8
-                      self.Mixed_7b, self.Mixed_7c):
-            x = block(x)
+        for name in _BLOCKS:  # 35x35 -> 17x17 (Mixed_6a) -> 8x8 (Mixed_7a)
+            x = getattr(self, name)(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     def logits(self, x: Tensor, bias: bool = True) -> Tensor:
@@ -536,18 +543,6 @@ class _FastBlock(nn.Module):
         bd = self.branch3x3dbl_2(bd)
         return torch.cat([b1, self.branch3x3_2a(b3), self.branch3x3_2b(b3),
                           self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd), self._pool_branch(x)], 1)
-
-
-def _check_images(x: Tensor) -> None:
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(
-            f"InceptionFID takes images shaped [N, 1 or 3, H, W] in [-1, 1], got shape {tuple(x.shape)}"
-        )
-
-
-_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
-_BLOCKS = ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-           "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c")
 
 
 class FastInceptionFID(nn.Module):

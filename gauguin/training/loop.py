@@ -23,7 +23,7 @@ from .. import checkpoint as ckpt
 from ..config import BEST_METRICS, ConfigError, TrainConfig
 from ..images import make_grid, save_png
 from ..metrics import create_extractor, extract, sliced_wasserstein
-from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics
+from ..metrics.evaluate import EXTRACTOR_METRICS, check_metric_names, compute_metrics, flat_scores
 from ..metrics.sources import ImageSet
 from ..models import DataInfo, GANFamily, get_family
 from ..models.base import Plan
@@ -390,13 +390,7 @@ class Trainer:
         values = compute_metrics(list(self.cfg.eval_metrics), fake_set, self._extractor, self._real_features,
                                  seed=self.cfg.seed, progress=False, segmenter=self.cfg.eval_segmenter or None,
                                  real_images=real)
-        flat = {}
-        for name, value in values.items():
-            if isinstance(value, dict):
-                flat.update({name: value["mean"]} if "mean" in value else value)
-            else:
-                flat[name] = value
-        return flat
+        return flat_scores(values)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, step: int, best: bool, periodic: bool) -> Path | None:
