@@ -16,12 +16,17 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(BIN)/gauguin train dcgan --config configs/dcgan_fashion.yaml
 
+# pytest-xdist: up to 4 workers (one per core), a test file per worker so that module fixtures are built once;
+# each worker takes its share of the cores (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # The learning tests (real training runs, marked slow): CI runs them after `make test`.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PYTEST) -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dcgan.py --quick

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 TINY = ["image_size=28", "g_width=8", "d_width=8", "z_dim=16", "batch_size=16", "eval_every=0", "progress=false",
-        "log_every=1", "checkpoint_every=1", "keep_checkpoints=2", "sample_every=1000"]
+        "log_every=1", "checkpoint_every=1", "keep_checkpoints=2", "sample_every=1000",
+        "precision=fp32"]  # not auto: that is timed per run, and the two runs compared must train alike
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 

@@ -1,4 +1,6 @@
 """Shared test helpers."""
+import os
+
 import pytest
 
 from gauguin.models.dcgan import DCGANConfig
@@ -10,6 +12,19 @@ def tiny_config(out_dir, **overrides) -> DCGANConfig:
                   sample_every=2, checkpoint_every=2, eval_every=2, progress=False, out_dir=str(out_dir))
     values.update(overrides)
     return DCGANConfig.from_dict(values)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker gets its share of the cores, not all of them each: its torch
+    and onnxruntime threads, and (by OMP_NUM_THREADS) those of the CLI runs it starts. Oversubscribed cores
+    cost far more than the share: spin-waiting thread pools slowed some tests 5x."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-TINY = ["image_size=28", "g_width=8", "d_width=8", "z_dim=16", "batch_size=16", "eval_every=0", "progress=false"]
+TINY = ["image_size=28", "g_width=8", "d_width=8", "z_dim=16", "batch_size=16", "eval_every=0", "progress=false",
+        "precision=fp32"]  # not auto: that is timed per run, and each run here is compared with a reference run
 STEPS, EVERY = 24, 12  # the runs' length and checkpoint interval: the kill lands after checkpoint EVERY
 RUN_ARGS = [*TINY, f"steps={STEPS}", f"checkpoint_every={EVERY}", f"log_every={EVERY}", f"sample_every={STEPS}"]
 TIMEOUT_S = 20  # GAUGUIN_DIST_TIMEOUT in these runs

@@ -90,6 +90,22 @@ def test_exact_resume_is_bit_identical(tmp_path):
     assert not torch.equal(first["generator.convs.0.weight"], a["weights.safetensors"]["generator.convs.0.weight"])
 
 
+def test_a_resumed_auto_run_keeps_the_precision_it_was_trained_in(tmp_path, monkeypatch):
+    """precision=auto times bf16 against fp32 on the CPU; a resume must not re-decide (a busy machine can flip
+    a close call), or the continuation is no longer exact."""
+    import gauguin.training.loop as loop
+
+    monkeypatch.setattr(loop, "native_bf16", lambda: True)
+    monkeypatch.setattr(loop, "bf16_pays_on_cpu", lambda: False)  # the first run's timing: fp32
+    path = train("dcgan", tiny_config(tmp_path / "run", steps=2, eval_every=0))
+    assert load_checkpoint(path)[1]["precision"] == "fp32"
+    monkeypatch.setattr(loop, "bf16_pays_on_cpu", lambda: True)  # the resume's timing would say bf16
+    resumed = loop.Trainer("dcgan", run_config("dcgan", None, [f"out_dir={tmp_path / 'run'}", "steps=4"],
+                                               resume=True), resume=True)
+    assert resumed.precision == "fp32"
+    assert loop.Trainer("dcgan", tiny_config(tmp_path / "new", eval_every=0)).precision == "bf16"  # a new run times
+
+
 def test_run_writes_samples_logs_and_keeps_last_k_and_best(tmp_path):
     cfg = tiny_config(tmp_path, steps=8, keep_checkpoints=2, log_every=1)
     train("dcgan", cfg)

@@ -125,12 +125,13 @@ class Backend(Protocol):
 
 
 def session_options(threads: int | None = None):
-    """onnxruntime options: every graph optimisation, one intra-op thread per core."""
+    """onnxruntime options: every graph optimisation, one intra-op thread per core (or ``OMP_NUM_THREADS``, the
+    knob PyTorch reads too)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     return options
 

@@ -53,6 +53,7 @@ from ..sampling import LoadedGenerator, load_generator
 from .engine import MODEL_JSON
 from .quantize import (CALIBRATION_INPUTS, CHECK_INPUTS, INT8_FILE, bf16_quality, model_inputs,
                        quantize_int8)
+from .quantize import session as check_session
 
 FORMAT = "gauguin-export-1"  # model.json's format version
 WEIGHTS_FORMAT = "gauguin-generator-1"  # the safetensors metadata "format"
@@ -277,11 +278,8 @@ def check_parity(graph: ExportGraph, model: bytes) -> dict[str, Any]:
     (blocky label maps, images in [-1, 1], Gaussian z): batch 2, then batch 1 (at a second size
     where the size is dynamic)."""
     import numpy as np
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures come back as the ExportError below
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = check_session(model, log_severity=4)  # failures come back as the ExportError below
     generator = torch.Generator().manual_seed(PARITY_SEED)
     worst, cases = 0.0, []
     for n, size in graph.parity_cases():

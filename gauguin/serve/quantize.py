@@ -54,11 +54,16 @@ def quantize_static_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
         return quantized.read_bytes()
 
 
-def session(model: bytes):
+def session(model: bytes, log_severity: int = 3):
+    """An onnxruntime session for the export's own checks (parity, calibration, PSNR): as many threads as torch
+    uses and no spin-waiting, so that a check shares the cores it is given instead of fighting for them."""
     import onnxruntime as ort
+    import torch
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = log_severity
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 

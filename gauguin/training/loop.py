@@ -101,11 +101,11 @@ class Trainer:
             raise ConfigError(f"batch_size={cfg.batch_size} must divide by the {self.dist.world_size} ranks")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         found = self._resume_point() if resume else None
+        self.precision = self._precision(found[2] if found else None)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         if not resume and (saved := ckpt.saved_checkpoints(self.ckpt_dir)):
             raise ConfigError(f"{self.ckpt_dir} already holds checkpoints ({', '.join(p.name for p in saved[:4])}); "
                               "pass --resume to continue that run or set out_dir=... to start a new one")
@@ -155,6 +155,17 @@ class Trainer:
         if broadcast_flag(error is not None, self.dist):  # every rank stops, none waits for rank 0
             raise error or ckpt.CheckpointError(f"rank 0 found no checkpoint under {self.ckpt_dir} to resume")
         return found if self.dist.is_main else ckpt.resume_point(self.ckpt_dir, move_corrupt=False)
+
+    def _precision(self, meta: dict | None) -> str:
+        """``cfg.precision`` resolved once for the whole run: ``auto`` is timed on this CPU (a close call can go
+        either way on a busy machine), so a resumed run keeps the precision its checkpoint was trained in and
+        every rank takes rank 0's choice; otherwise an exact resume would silently change numerics."""
+        recorded = (meta or {}).get("precision")
+        if self.cfg.precision == "auto" and recorded in ("fp32", "bf16"):
+            precision = resolve_precision(recorded, self.device)
+        else:
+            precision = resolve_precision(self.cfg.precision, self.device)
+        return "bf16" if broadcast_flag(precision == "bf16", self.dist) else "fp32"
 
     def lr_factor(self, step: int) -> float:
         """Constant, then linear decay to 0 from ``lr_decay_start * steps`` (pix2pix/CycleGAN schedule)."""
@@ -425,6 +436,7 @@ class Trainer:
             "step": step,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "world_size": self.dist.world_size,
+            "precision": self.precision,  # what `auto` resolved to: a resume keeps it
             "sampler": self.sampler.state_dict(),
             "optimizers": meta_opt,
             "schedulers": {"sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()},
