@@ -91,6 +91,10 @@ TRAINING_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "metric_history": ("a list", lambda v: isinstance(v, list)),
     "rng": ("a list of mappings", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
 }
+# checked where present: checkpoints written before these keys existed still load and resume
+OPTIONAL_SCHEMA: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "precision": ("'fp32' or 'bf16' (what precision=auto resolved to)", lambda v: v in ("fp32", "bf16")),
+}
 
 
 def _short(value: Any) -> str:
@@ -105,8 +109,10 @@ def validate_meta(meta: Any, meta_path: Path, training: bool = False) -> dict:
         raise CheckpointError(f"{meta_path} is corrupt (a JSON {type(meta).__name__}, not an object){EARLIER}")
     training = training or any(k in meta for k in TRAINING_SCHEMA)  # a training key present: all must be
     schema = {**META_SCHEMA, **TRAINING_SCHEMA} if training else META_SCHEMA
-    for key, (expected, check) in schema.items():
+    for key, (expected, check) in {**schema, **OPTIONAL_SCHEMA}.items():
         if key not in meta:
+            if key in OPTIONAL_SCHEMA:
+                continue
             raise CheckpointError(f"{meta_path} is corrupt (no '{key}'){EARLIER}")
         if not check(meta[key]):
             raise CheckpointError(f"{meta_path} is corrupt ('{key}' must be {expected}, got "

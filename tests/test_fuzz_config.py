@@ -60,7 +60,7 @@ def _valid_meta() -> dict:
     return {"format": ckpt.FORMAT, "family": "dcgan", "config": {}, "num_classes": 10, "classes": [], "data": {},
             "step": 3, "time": "t", "world_size": 1, "sampler": {}, "optimizers": {"opt_g": optimizer, "opt_d": optimizer},
             "schedulers": {"sched_g": {}, "sched_d": {}}, "ema_updates": 0, "best_metric": None, "metric_history": [],
-            "rng": [{}], "files": {name: {"sha256": "a" * 64, "bytes": 10} for name in ckpt.TENSOR_FILES}}
+            "rng": [{}], "precision": "fp32", "files": {name: {"sha256": "a" * 64, "bytes": 10} for name in ckpt.TENSOR_FILES}}
 
 
 @FUZZ
@@ -87,11 +87,19 @@ def test_load_checkpoint_of_any_meta_json_raises_only_checkpoint_error(tmp_path_
         ckpt.load_checkpoint(folder)
 
 
+def test_precision_is_optional_for_older_checkpoints_but_checked_where_present():
+    meta = _valid_meta()
+    del meta["precision"]  # a checkpoint written before the key existed
+    assert ckpt.validate_meta(meta, ckpt.Path("m/meta.json")) is meta
+    with pytest.raises(ckpt.CheckpointError, match=r"m/meta.json is corrupt \('precision' must be 'fp32' or 'bf16'"):
+        ckpt.validate_meta({**meta, "precision": "fp16"}, ckpt.Path("m/meta.json"))
+
+
 def test_the_fuzzed_meta_template_is_the_trainers(tmp_path):
     """The template above has every key the Trainer writes (so the fuzzing covers the real schema)."""
     from conftest import tiny_config
     from gauguin.training import train
 
     meta = ckpt.read_meta(train("dcgan", tiny_config(tmp_path, steps=1, eval_every=0)), training=True)
-    assert set(meta) == set(_valid_meta()) == set(ckpt.META_SCHEMA) | set(ckpt.TRAINING_SCHEMA)
+    assert set(meta) == set(_valid_meta()) == set(ckpt.META_SCHEMA) | set(ckpt.TRAINING_SCHEMA) | set(ckpt.OPTIONAL_SCHEMA)
     assert torch.tensor(meta["step"]) == 1
