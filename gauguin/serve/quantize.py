@@ -55,14 +55,16 @@ def quantize_static_int8(model: bytes, calibration: list[dict[str, np.ndarray]],
 
 
 def session(model: bytes, log_severity: int = 3):
-    """An onnxruntime session for the export's own checks (parity, calibration, PSNR): as many threads as torch
-    uses and no spin-waiting, so that a check shares the cores it is given instead of fighting for them."""
+    """An onnxruntime session for the export's own checks (parity, calibration, PSNR): the server's options
+    with as many threads as torch uses and no spin-waiting, so that a check shares the cores it is given
+    instead of fighting for them."""
     import onnxruntime as ort
     import torch
 
-    options = ort.SessionOptions()
+    from .engine import session_options
+
+    options = session_options(torch.get_num_threads())
     options.log_severity_level = log_severity
-    options.intra_op_num_threads = torch.get_num_threads()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 

@@ -160,11 +160,9 @@ class Trainer:
         """``cfg.precision`` resolved once for the whole run: ``auto`` is timed on this CPU (a close call can go
         either way on a busy machine), so a resumed run keeps the precision its checkpoint was trained in and
         every rank takes rank 0's choice; otherwise an exact resume would silently change numerics."""
-        recorded = (meta or {}).get("precision")
-        if self.cfg.precision == "auto" and recorded in ("fp32", "bf16"):
-            precision = resolve_precision(recorded, self.device)
-        else:
-            precision = resolve_precision(self.cfg.precision, self.device)
+        recorded = (meta or {}).get("precision")  # fp32 or bf16 (checkpoint.OPTIONAL_SCHEMA); older ones lack it
+        asked = recorded if self.cfg.precision == "auto" and recorded else self.cfg.precision
+        precision = resolve_precision(asked, self.device)
         return "bf16" if broadcast_flag(precision == "bf16", self.dist) else "fp32"
 
     def lr_factor(self, step: int) -> float:
