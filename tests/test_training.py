@@ -106,6 +106,19 @@ def test_a_resumed_auto_run_keeps_the_precision_it_was_trained_in(tmp_path, monk
     assert loop.Trainer("dcgan", tiny_config(tmp_path / "new", eval_every=0)).precision == "bf16"  # a new run times
 
 
+def test_a_bf16_run_resumed_on_a_cpu_without_bf16_continues_in_fp32_and_says_so(monkeypatch, tmp_path):
+    import gauguin.training.loop as loop
+
+    monkeypatch.setattr(loop, "native_bf16", lambda: True)
+    monkeypatch.setattr(loop, "bf16_pays_on_cpu", lambda: True)
+    path = train("dcgan", tiny_config(tmp_path / "run", steps=2, eval_every=0))
+    assert load_checkpoint(path)[1]["precision"] == "bf16"
+    monkeypatch.setattr(loop, "native_bf16", lambda: False)  # moved to an AVX2 machine: bf16 would be emulated
+    cfg = run_config("dcgan", None, [f"out_dir={tmp_path / 'run'}", "steps=4"], resume=True)
+    with pytest.warns(UserWarning, match="continues in fp32"):
+        assert loop.Trainer("dcgan", cfg, resume=True).precision == "fp32"
+
+
 def test_run_writes_samples_logs_and_keeps_last_k_and_best(tmp_path):
     cfg = tiny_config(tmp_path, steps=8, keep_checkpoints=2, log_every=1)
     train("dcgan", cfg)
@@ -183,3 +196,42 @@ def test_auto_precision_is_bf16_only_where_it_is_native_and_timed_faster(monkeyp
     monkeypatch.setattr(layers, "native_bf16", lambda: False)
     assert layers.bf16_pays_on_cpu() is False
     layers.bf16_pays_on_cpu.cache_clear()
+
+
+def test_the_bf16_timing_is_made_once_per_cpu_and_kept_so_every_run_decides_alike(monkeypatch, tmp_path):
+    from gauguin.nn import layers
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(layers, "native_bf16", lambda: True)
+    monkeypatch.setattr(layers, "amx", lambda: False)
+    timings = []
+
+    def timed(ratio):
+        def ratio_of_this_run():
+            timings.append(ratio)
+            return ratio
+        monkeypatch.setattr(layers, "bf16_speed_ratio", ratio_of_this_run)
+
+    def decide():
+        layers.bf16_pays_on_cpu.cache_clear()  # a new process
+        return layers.bf16_pays_on_cpu()
+
+    try:
+        timed(0.7)
+        assert decide() is True and timings == [0.7]
+        timed(1.3)  # a later run would time it the other way: the kept answer holds
+        assert decide() is True and timings == [0.7]
+        cache = tmp_path / "gauguin" / "precision.json"
+        cache.write_text("{not json")  # a damaged cache is timed again and rewritten
+        assert decide() is False and timings == [0.7, 1.3]
+        assert list(json.loads(cache.read_text()).values()) == [{"bf16_over_fp32": 1.3, "margin": layers.BF16_SPEED_MARGIN}]
+        monkeypatch.setattr(layers, "amx", lambda: True)  # AMX: bf16 without timing
+        assert decide() is True and timings == [0.7, 1.3]
+    finally:
+        layers.bf16_pays_on_cpu.cache_clear()
+
+
+def test_the_bf16_timing_itself_is_a_positive_ratio():
+    from gauguin.nn import layers
+
+    assert 0 < layers.bf16_speed_ratio(seconds=0.01) < float("inf")

@@ -2,7 +2,8 @@
 
 A recipe is a family, an optional config file and ``key=value`` overrides. Each (recipe, budget,
 seed) cell trains with ``max_seconds`` = the budget (the step count is unbounded, so a recipe is
-judged by what it reaches in that time on this machine, not by its step count) and is scored on
+judged by what it reaches in that time on this machine, not by its step count; a recipe whose lr decays
+keeps its ``steps``, which the budget caps) and is scored on
 ``samples`` generated images (class-balanced for a class-conditional generator) against the real
 Fashion-MNIST test split:
 
@@ -13,7 +14,9 @@ Fashion-MNIST test split:
 - ``fid``, ``kid``, ``precision`` / ``recall`` (Kynkäänniemi et al. 2019) on the first one's features;
 - ``tstr``: a classifier trained only on the samples, tested on the real test split, as a fraction
   of the same classifier trained on as many real training images (Shmelkov et al. 2018 "GAN-train");
-- ``miou`` / ``pixel_accuracy`` for semantic families (images made from held-out label maps).
+- ``miou`` / ``pixel_accuracy`` for semantic families (images made from held-out label maps);
+- image translators by their own protocol (:mod:`.translation`): pix2pix's L1 / SSIM to the real target
+  and FID-fmnist, CycleGAN's target-class accuracy, FID-fmnist and cycle L1 each way.
 
 Cells are kept as ``<out>/<recipe>/<budget>min_seed<S>/cell.json``: a rerun with the same settings
 resumes. ``report.json`` and ``table.md`` hold the mean and spread over seeds.
@@ -39,7 +42,9 @@ from ..metrics.evaluate import Evaluation, compute_metrics, count_label, flat_sc
 from ..metrics.extractors import create_extractor
 from ..metrics.sources import ImageSet, load_image_set, match_images
 from ..models import get_family
+from ..sampling import load_generator
 from ..training import train
+from .translation import is_translator, translation_scores
 
 REAL = "fashion-mnist:test"
 MAIN_JOB_CONFIG = "configs/dcgan_fashion.yaml"  # the recipe when none is given, from the repository root
@@ -56,9 +61,13 @@ COLUMNS = {  # table column -> (heading, format, higher is better)
     "kid": ("KID ×10³", "{:.2f}", False), "precision": ("precision", "{:.3f}", True),
     "recall": ("recall", "{:.3f}", True), "tstr": ("TSTR %", "{:.1f}", True),
     "miou": ("mIoU", "{:.3f}", True), "pixel_accuracy": ("pixel acc", "{:.3f}", True),
+    "l1": ("L1", "{:.4f}", False), "ssim": ("SSIM", "{:.4f}", True),
+    **{f"{key}_{way}": (f"{heading} {way}", fmt, higher) for way in ("AtoB", "BtoA") for key, (heading, fmt, higher)
+       in {"accuracy": ("target class %", "{:.1f}", True), "fid": ("FID-fmnist", "{:.3f}", False),
+           "cycle_l1": ("cycle L1", "{:.4f}", False)}.items()},
     "steps": ("steps", "{:.0f}", True), "images_per_second": ("img/s", "{:.0f}", True),
 }
-PERCENT = {"accuracy", "accuracy_second", "tstr"}
+PERCENT = {"accuracy", "accuracy_second", "tstr", "accuracy_AtoB", "accuracy_BtoA"}
 SCALE = {"kid": 1e3}
 
 
@@ -128,7 +137,12 @@ class Scorer:
         return self._real[size]
 
     def score(self, checkpoint: Path, metrics: tuple[str, ...], seed: int) -> tuple[dict, dict]:
-        """Flat scores (for the table) and protocol-named ones (for the record) of ``checkpoint``."""
+        """Flat scores (for the table) and protocol-named ones (for the record) of ``checkpoint``; an image
+        translator by its own protocol (:mod:`.translation`)."""
+        loaded = load_generator(checkpoint)
+        if is_translator(loaded):
+            real, real_features = self.real(loaded.spec.image_size[0])
+            return translation_scores(loaded, self.extractors[""], real, real_features[""], self.samples, seed)
         fake = load_image_set(str(checkpoint), self.samples, seed)
         real, real_features = self.real(fake.images.shape[-1])
         fake.images = match_images(fake.images, real.images)
@@ -163,11 +177,16 @@ def second_classifier() -> Path:
 
 # ------------------------------------------------------------------------------------- running
 def train_cell(recipe: Recipe, seconds: float, seed: int, folder: Path, progress: bool) -> tuple[Path, dict]:
-    """Train ``recipe`` for ``seconds`` of wall time; its last checkpoint and what it reached."""
-    values = {**recipe.values(), "steps": 10**7, "max_seconds": seconds, "seed": seed, "out_dir": str(folder),
+    """Train ``recipe`` for ``seconds`` of wall time; its last checkpoint and what it reached. A recipe whose lr
+    decays (``lr_decay_start`` < 1) keeps its own ``steps`` (the schedule needs its end) and stops at the budget
+    if that comes first."""
+    config_class = get_family(recipe.family).config_class
+    values = {**recipe.values(), "max_seconds": seconds, "seed": seed, "out_dir": str(folder),
               "eval_every": 0, "sample_every": 10**7, "checkpoint_every": 10**7, "keep_checkpoints": 1,
               "progress": progress}
-    cfg = get_family(recipe.family).config_class.from_dict(values, f"recipe {recipe.name}")
+    if config_class.from_dict(values, f"recipe {recipe.name}").lr_decay_start >= 1.0:
+        values["steps"] = 10**7  # a constant lr: as many steps as the budget allows
+    cfg = config_class.from_dict(values, f"recipe {recipe.name}")
     started = time.perf_counter()
     checkpoint = train(recipe.family, cfg)
     wall = time.perf_counter() - started
@@ -205,7 +224,7 @@ def run_cell(scorer: Scorer, recipe: Recipe, minutes: float, seed: int, out_dir:
                                       "metrics": list(recipe.metrics), "samples": scorer.samples}))
     saved = folder / "cell.json"
     cell = _read_cell(saved)
-    if cell is not None and cell.get("settings") == settings:
+    if cell is not None and same_training(cell.get("settings"), settings):
         if cell.get("protocol") == PROTOCOL_VERSION:
             return cell
         if Path(cell["checkpoint"]).is_dir():
@@ -217,6 +236,27 @@ def run_cell(scorer: Scorer, recipe: Recipe, minutes: float, seed: int, out_dir:
     cell = {"recipe": recipe.name, "minutes": minutes, "seed": seed, "settings": settings, "reached": reached,
             "wall_seconds": reached["wall_seconds"], "checkpoint": str(checkpoint)}
     return _write_cell(saved, cell, scorer.score(checkpoint, recipe.metrics, seed))
+
+
+NOT_TRAINING = ("eval_every", "eval_metrics", "eval_samples", "eval_extractor", "eval_weights", "eval_segmenter",
+                "best_metric", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "out_dir", "progress")
+
+
+def same_training(saved: dict | None, settings: dict) -> bool:
+    """Whether a kept cell trained as ``settings`` would: the two resolve to the same config (a default written
+    out counts as the default), and options a cell overrides or never uses (evaluation, logging, output) may
+    differ, so a preset that gains an evaluation keeps its measured cells."""
+    def training(entry: dict) -> dict:
+        config_class = get_family(entry["family"]).config_class
+        values = config_class.from_dict({**entry["values"], "out_dir": "runs/budget-check"}).to_dict()
+        return {**entry, "values": json.loads(json.dumps({k: v for k, v in values.items() if k not in NOT_TRAINING}))}
+
+    if not (isinstance(saved, dict) and isinstance(saved.get("values"), dict) and saved.get("family") == settings["family"]):
+        return False
+    try:
+        return training(saved) == training(settings)
+    except ConfigError:  # a kept cell of an option that no longer exists
+        return False
 
 
 def _read_cell(path: Path) -> dict | None:

@@ -2,8 +2,8 @@
 ``python scripts/build_paint_model.py``, which writes the copy shipped in ``gauguin/serve/default_model``).
 
 SPADE with the VAE style encoder on Fashion-MNIST silhouettes (11 labels: background + the 10 garment
-classes, 32 px, grey), :data:`RECIPE` (configs/spade_fashion.yaml's model, losses and TTUR, 1,200
-iterations). The build trains it (resuming an interrupted build), exports the EMA generator to ONNX,
+classes, 32 px, grey), :data:`RECIPE` (configs/spade_fashion.yaml's model and losses, the paper's TTUR rates
+G 1e-4 / D 4e-4, 1,200 iterations). The build trains it (resuming an interrupted build), exports the EMA generator to ONNX,
 quantizes the generator and the style encoder to int8 (each checked by the PSNR of the images it changes,
 gate 30 dB), scores what the painter serves (gauguin's segmenter on the served images of held-out maps)
 and writes a bundle: ``export/`` (the int8 graphs and model.json: 17 MiB where the fp32 graphs and

@@ -97,10 +97,15 @@ class InferenceSpec:
     def style_encoder(self) -> Graph | None:
         return next((g for g in self.graphs if g.replaces), None)
 
+    @property
+    def translators(self) -> list[Graph]:
+        """The graphs that translate an image (one per direction); none for noise and label-map models."""
+        return [g for g in self.graphs if g.replaces is None and g.input("image") is not None]
+
     def translator(self, direction: str | None = None) -> Graph:
         """The image graph translating in ``direction`` (None: the first); ValueError naming the
         directions there are."""
-        translators = [g for g in self.graphs if g.replaces is None and g.input("image") is not None]
+        translators = self.translators
         if not translators:
             raise ValueError("this model does not translate images; it takes "
                              + ("label maps (--labels)" if self.main.input("label_map") else "noise (gauguin sample)"))

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import functools
+import json
+import platform
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
-BF16_SPEED_MARGIN = 0.8  # bf16 is picked on a CPU when its timed conv step takes < 80 % of fp32's
+from ..fileio import user_cache_dir, write_bytes_atomic
+
+BF16_SPEED_MARGIN = 0.9  # without AMX, bf16 is picked when its timed conv step takes < 90 % of fp32's
+BF16_PROBE_SECONDS = 0.6  # the timing's length (alternating bf16 and fp32 steps)
 
 
 def native_bf16() -> bool:
@@ -15,31 +21,76 @@ def native_bf16() -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 convolutions 3-8x faster than fp32)."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 @functools.lru_cache(maxsize=None)
 def bf16_pays_on_cpu() -> bool:
-    """Whether bf16 autocast makes convolutions faster than fp32 on this CPU, by timing one small
-    conv + transposed-conv forward and backward each way (about a second, once per process).
-    Native bf16 alone does not say: AMX runs these 3-8x faster than fp32, AMD's AVX-512 BF16 ~2x,
-    and some Intel AVX-512 BF16 parts without AMX slower than fp32."""
+    """Whether bf16 autocast makes convolutions faster than fp32 on this CPU.
+
+    Native bf16 alone does not say: AMX runs them 3-8x faster than fp32 (always bf16), AMD's AVX-512 BF16
+    ~1.6-1.9x on whole training steps, some Intel AVX-512 BF16 parts without AMX slower than fp32. Without
+    AMX the answer is timed (:func:`bf16_speed_ratio`) once per CPU model, torch version and thread count and
+    kept in ``~/.cache/gauguin/precision.json``, so that every run on a machine decides alike (a close call
+    timed afresh in each process could flip from one run to the next)."""
     if not native_bf16():
         return False
+    if amx():
+        return True
+    key = f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    path = user_cache_dir("precision.json")
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict):
+        cached = {}
+    entry = cached.get(key)
+    if not (isinstance(entry, dict) and isinstance(entry.get("bf16_over_fp32"), (int, float))):
+        entry = {"bf16_over_fp32": round(bf16_speed_ratio(), 4), "margin": BF16_SPEED_MARGIN}
+        try:
+            write_bytes_atomic(path, (json.dumps({**cached, key: entry}, indent=2) + "\n").encode())
+        except OSError:
+            pass  # a read-only cache: decide for this process only
+    return entry["bf16_over_fp32"] < BF16_SPEED_MARGIN
+
+
+def bf16_speed_ratio(seconds: float = BF16_PROBE_SECONDS) -> float:
+    """Time of one small conv + transposed-conv forward and backward under bf16 autocast over its fp32 time:
+    the two alternate for ``seconds`` (so a slow spell of the machine hits both) and the fastest of each counts."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         x = torch.randn(8, 64, 16, 16).contiguous(memory_format=torch.channels_last)
         net = nn.Sequential(nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(128, 64, 4, 2, 1))
         net = net.to(memory_format=torch.channels_last)
 
-    def seconds(bf16: bool) -> float:
-        best = float("inf")
-        for _ in range(3):  # the first is a warm-up (kernel creation); the best of the others counts
-            started = time.perf_counter()
-            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                out = net(x)
-            out.float().square().mean().backward()
-            best = min(best, time.perf_counter() - started)
-        return best
+    def once(bf16: bool) -> float:
+        started = time.perf_counter()
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out = net(x)
+        out.float().square().mean().backward()
+        return time.perf_counter() - started
 
-    return seconds(True) < BF16_SPEED_MARGIN * seconds(False)
+    once(True), once(False)  # warm-up: kernel creation
+    best = {True: float("inf"), False: float("inf")}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or best[True] == float("inf"):
+        for bf16 in (True, False):
+            best[bf16] = min(best[bf16], once(bf16))
+    return best[True] / best[False]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:

@@ -55,13 +55,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 on GPUs with bf16 and on CPUs where it is faster (timed: ``bf16_pays_on_cpu``), else fp32.
 
     CPUs without native bf16 (AVX2 only) emulate its convolutions some 30x slower than fp32."""
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+    native = native_bf16_on(device)
     if precision == "auto":
         return "bf16" if native and (device.type == "cuda" or bf16_pays_on_cpu()) else "fp32"
     if precision == "bf16" and not native:
         warnings.warn(f"precision=bf16 on a {device.type} without native bf16 is emulated and far slower "
                       "than fp32; use precision=auto", stacklevel=2)
     return precision
+
+
+def native_bf16_on(device: torch.device) -> bool:
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
 
 
 def run_config(family: str, config_file: str | None, overrides: list[str], resume: bool) -> TrainConfig:
@@ -162,6 +166,11 @@ class Trainer:
         every rank takes rank 0's choice; otherwise an exact resume would silently change numerics."""
         recorded = (meta or {}).get("precision")  # fp32 or bf16 (checkpoint.OPTIONAL_SCHEMA); older ones lack it
         asked = recorded if self.cfg.precision == "auto" and recorded else self.cfg.precision
+        if self.cfg.precision == "auto" and recorded == "bf16" and not native_bf16_on(self.device):
+            warnings.warn(f"this run was trained in bf16, which this {self.device.type} lacks (emulated, ~30x "
+                          "slower): it continues in fp32, so it is not bit-identical to an uninterrupted run; "
+                          "set precision=bf16 to keep bf16 anyway", stacklevel=2)
+            asked = "fp32"
         precision = resolve_precision(asked, self.device)
         return "bf16" if broadcast_flag(precision == "bf16", self.dist) else "fp32"
 
