@@ -192,7 +192,7 @@ def train_cell(recipe: Recipe, seconds: float, seed: int, folder: Path, progress
     wall = time.perf_counter() - started
     steps = int(checkpoint.name.rpartition("_")[2])
     return checkpoint, {"steps": steps, "wall_seconds": round(wall, 1),
-                        "images_per_second": steps * cfg.batch_size * cfg.d_steps_per_g_step / seconds}
+                        "images_per_second": steps * cfg.batch_size * cfg.d_steps_per_g_step / min(wall, seconds)}
 
 
 def run(recipes: list[Recipe], budgets_minutes: tuple[float, ...] = (1.0, 2.0, 5.0), seeds: tuple[int, ...] = (0, 1),
@@ -299,8 +299,9 @@ def summarise(cells: list[dict], samples: int) -> dict:
 def format_table(report: dict) -> str:
     """Markdown: a row per recipe and budget, mean ± spread over seeds; the best of each budget in bold."""
     names = [c for c in COLUMNS if any(c in row["mean"] for row in report["rows"])]
-    lines = [f"Scores of {report['samples']} samples against {report['real']}, mean ± std over the seeds "
-             "(GAN-test accuracy and TSTR in %, TSTR as a share of the real-trained classifier's accuracy).", "",
+    lines = [f"Scores of {report['samples']} samples (an image translator: of up to as many held-out inputs) against "
+             f"{report['real']}, mean ± std over the seeds (GAN-test accuracy and TSTR in %, TSTR as a share of the "
+             "real-trained classifier's accuracy).", "",
              "| recipe | budget | seeds | " + " | ".join(COLUMNS[c][0] for c in names) + " |",
              "| --- | --- | --- |" + " --- |" * len(names)]
     for row in report["rows"]:
