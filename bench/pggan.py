@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     iterations, rounds = (2, 1) if args.quick else (args.iterations, args.rounds)
     values = PGGANConfig.read_values("configs/pggan_fashion.yaml")
-    values.update(out_dir=tempfile.mkdtemp(prefix="gauguin-bench-pggan-"), progress=False, eval_metrics=[])
+    values.update(out_dir=tempfile.mkdtemp(prefix="gauguin-bench-pggan-"), progress=False, eval_metrics=[], best_metric="swd")
     if args.quick:
         values.update(fmap_base=128, fmap_max=16, z_dim=16, fade_images=64, stable_images=64, batch_size=16)
     cfg = PGGANConfig.from_dict(values)
