@@ -40,7 +40,7 @@ from ..fileio import user_cache_dir, write_bytes_atomic
 from ..metrics.classifier import train_fmnist_classifier
 from ..metrics.evaluate import Evaluation, compute_metrics, count_label, flat_scores, tstr
 from ..metrics.extractors import create_extractor
-from ..metrics.sources import ImageSet, load_image_set, match_images
+from ..metrics.sources import ImageSet, generated_image_set, load_image_set, match_images
 from ..models import get_family
 from ..sampling import load_generator
 from ..training import train
@@ -55,6 +55,7 @@ PROTOCOL_VERSION = 3  # 3: TSTR is gauguin eval's (its real baseline trained wit
 SECOND_CLASSIFIER = {"epochs": 2, "seed": 1, "batch_size": 256, "lr": 2e-3}  # the first: 3 epochs, seed 0, 128, 3e-3
 IMAGE_METRICS = ("accuracy", "fid", "kid", "pr", "tstr")  # of a class-conditional generator
 SEMANTIC_METRICS = ("miou", "fid", "kid", "pr")
+DIRECTIONS = ("AtoB", "BtoA")  # of an unpaired translator's scores (translation.py)
 COLUMNS = {  # table column -> (heading, format, higher is better)
     "accuracy": ("GAN-test acc %", "{:.1f}", True), "accuracy_second": ("2nd clf acc %", "{:.1f}", True),
     "fid": ("FID-fmnist", "{:.3f}", False), "fid_second": ("FID 2nd clf", "{:.3f}", False),
@@ -62,12 +63,12 @@ COLUMNS = {  # table column -> (heading, format, higher is better)
     "recall": ("recall", "{:.3f}", True), "tstr": ("TSTR %", "{:.1f}", True),
     "miou": ("mIoU", "{:.3f}", True), "pixel_accuracy": ("pixel acc", "{:.3f}", True),
     "l1": ("L1", "{:.4f}", False), "ssim": ("SSIM", "{:.4f}", True),
-    **{f"{key}_{way}": (f"{heading} {way}", fmt, higher) for way in ("AtoB", "BtoA") for key, (heading, fmt, higher)
+    **{f"{key}_{way}": (f"{heading} {way}", fmt, higher) for way in DIRECTIONS for key, (heading, fmt, higher)
        in {"accuracy": ("target class %", "{:.1f}", True), "fid": ("FID-fmnist", "{:.3f}", False),
            "cycle_l1": ("cycle L1", "{:.4f}", False)}.items()},
     "steps": ("steps", "{:.0f}", True), "images_per_second": ("img/s", "{:.0f}", True),
 }
-PERCENT = {"accuracy", "accuracy_second", "tstr", "accuracy_AtoB", "accuracy_BtoA"}
+PERCENT = {"accuracy", "accuracy_second", "tstr"} | {f"accuracy_{way}" for way in DIRECTIONS}
 SCALE = {"kid": 1e3}
 
 
@@ -141,9 +142,9 @@ class Scorer:
         translator by its own protocol (:mod:`.translation`)."""
         loaded = load_generator(checkpoint)
         if is_translator(loaded):
-            real, real_features = self.real(loaded.spec.image_size[0])
-            return translation_scores(loaded, self.extractors[""], real, real_features[""], self.samples, seed)
-        fake = load_image_set(str(checkpoint), self.samples, seed)
+            real_features = self.real(loaded.spec.image_size[0])[1][""]
+            return translation_scores(loaded, self.extractors[""], real_features, self.samples, seed)
+        fake = generated_image_set(loaded, self.samples, seed)
         real, real_features = self.real(fake.images.shape[-1])
         fake.images = match_images(fake.images, real.images)
         metrics = metrics or (SEMANTIC_METRICS if fake.label_maps is not None else

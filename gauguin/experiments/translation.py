@@ -28,11 +28,10 @@ def is_translator(loaded) -> bool:
     return bool(loaded.spec.translators) and not loaded.data.num_labels
 
 
-def translation_scores(loaded, extractor: FeatureExtractor, real: ImageSet, real_features: torch.Tensor,
-                       n: int, seed: int) -> tuple[dict, dict]:
+def translation_scores(loaded, extractor: FeatureExtractor, real_features: torch.Tensor, n: int,
+                       seed: int) -> tuple[dict, dict]:
     """Flat scores and protocol-named ones of ``loaded`` on up to ``n`` held-out inputs (a random subset
-    drawn with ``seed``); ``real`` / ``real_features``: the real test images the paired outputs are judged
-    against."""
+    drawn with ``seed``); ``real_features``: of the real test images the paired outputs are judged against."""
     data = type(loaded.family).build_dataset(loaded.family.cfg, split="val")
     stamp = fingerprint_files([loaded.folder / "weights.safetensors"], f"{loaded.meta['step']}|{n}|{seed}")
     if hasattr(data, "get_domain"):

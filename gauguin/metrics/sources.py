@@ -92,7 +92,13 @@ def _from_dataset(data, name: str, n: int | None, seed: int) -> ImageSet:
 def _from_checkpoint(path: Path, n: int, seed: int) -> ImageSet:
     from ..sampling import load_generator  # metrics -> models, only when a checkpoint is evaluated
 
-    loaded = load_generator(path)
+    return generated_image_set(load_generator(path), n, seed)
+
+
+def generated_image_set(loaded, n: int, seed: int) -> ImageSet:
+    """``n`` images of a loaded generator (class-balanced where it takes a class; made from the held-out
+    label maps where it takes those)."""
+    path = loaded.folder
     if loaded.data.num_labels:
         return _from_semantic_checkpoint(loaded, path, n, seed)
     if loaded.spec.main.input("class") is not None:  # balanced classes: n/K of each
