@@ -6,7 +6,7 @@
     gauguin translate runs/pix2pix --input edges/ [--direction AtoB] --out out/
     gauguin refine runs/simgan --input synthetic/ --out refined/
     gauguin eval --metrics fid,kid,is,pr --real fashion-mnist:test --fake runs/dcgan
-    gauguin experiment simgan-tstr [--checkpoint runs/simgan] --out runs/simgan_tstr
+    gauguin experiment simgan-tstr [--checkpoint runs/simgan] [--oracles] --out runs/simgan_tstr
     gauguin experiment augment [--labels-per-class 10,50,100,500] [--budget 60] [--quick]
     gauguin experiment budget [--recipes bench/recipes/dcgan.yaml] [--budgets 1,2,5] [--seeds 0,1] [--quick]
     gauguin info runs/dcgan
@@ -271,7 +271,7 @@ def _experiment(args) -> int:
     values = TrainConfig.read_values(None, args.overrides + ([f"steps={args.steps}"] if args.steps else []))
     out = Path(args.out or "runs/simgan_tstr")
     report = simgan_tstr(args.checkpoint, out, values, classifier_epochs=args.epochs, images=args.images,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device, oracles=args.oracles)
     print(format_report(report))
     print(f"gauguin: wrote {out / 'report.json'}")
     return 0
@@ -517,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="simgan-tstr: SimGAN iterations when training one")
     p.add_argument("--epochs", type=int, default=3, help="simgan-tstr: epochs of each classifier")
     p.add_argument("--images", type=int, help="simgan-tstr: synthetic / real training images of the classifiers")
+    p.add_argument("--oracles", action="store_true",
+                   help="simgan-tstr: also train on ideal refinements made from each render's own real image (its "
+                        "tone; its coarse shading; itself) to split the raw -> real gap")
     p.add_argument("--seed", type=int, default=0, help="simgan-tstr: the seed")
     p.add_argument("--labels-per-class", help="augment: the labelled-set sizes N (default 10,50,100,500)")
     p.add_argument("--seeds", help="augment: seeds of each N (default 0,1,2); budget: of each cell (default 0,1)")

@@ -11,6 +11,7 @@ from PIL import Image
 from gauguin import losses
 from gauguin.config import ConfigError
 from gauguin.data.simulated import FashionMNISTSimulated
+from gauguin.experiments import simgan_tstr as tstr
 from gauguin.experiments.simgan_tstr import annotation_preservation
 from gauguin.models import DataInfo
 from gauguin.models.simgan import LocalDiscriminator, Refiner, SimGAN, SimGANConfig, self_regularization_map
@@ -172,6 +173,51 @@ def test_annotation_preservation_by_hand():
     b[..., 1:3, 2:4] = 1.0  # moved right by one pixel
     kept = annotation_preservation(a, b)
     assert kept["silhouette_iou"] == pytest.approx(2 / 6) and kept["centroid_shift_px"] == pytest.approx(1.0)
+
+
+def test_simgan_tstr_reuses_the_refiner_independent_rows(tmp_path, monkeypatch):
+    """Two refiners scored alike: five classifiers for the first, two for the second (refined, and
+    real told from refined), the raw / real rows taken from the cache and equal."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fits = []
+    real_fit = tstr.fit_classifier
+    monkeypatch.setattr(tstr, "fit_classifier", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    reports, classifiers = [], []
+    for name, lambda_reg in (("a", 1.0), ("b", 0.1)):
+        train("simgan", tiny(tmp_path / name, lambda_reg=lambda_reg))
+        fits.clear()
+        reports.append(tstr.simgan_tstr(tmp_path / name, tmp_path / f"tstr_{name}", classifier_epochs=1,
+                                        turing_images=100, images=200, progress=False, oracles=True))
+        classifiers.append(len(fits))
+    first, second = reports
+    assert classifiers == [5 + 3, 2]  # the three oracles' classifiers are cached too
+    assert second["oracle_accuracy"] == first["oracle_accuracy"] and len(first["oracle_accuracy"]) == 3
+    assert second["test_accuracy"]["synthetic"] == first["test_accuracy"]["synthetic"]
+    assert second["test_accuracy"]["real"] == first["test_accuracy"]["real"]
+    assert second["turing_test_accuracy"]["real_vs_synthetic"] == first["turing_test_accuracy"]["real_vs_synthetic"]
+    for report in reports:
+        acc = report["test_accuracy"]
+        assert all(0.0 <= value <= 1.0 for value in acc.values())
+        gap = acc["real"] - acc["synthetic"]
+        if gap > 0:
+            assert report["gap_closed"] == pytest.approx((acc["refined"] - acc["synthetic"]) / gap)
+    assert "of the raw -> real gap" in tstr.format_report(first)
+
+
+def test_oracle_refinements_by_hand():
+    synthetic = -torch.ones(1, 1, 4, 4)
+    synthetic[..., :2, :2] = 0.5  # the silhouette: the top-left 2x2 block
+    own = -torch.ones(1, 1, 4, 4)
+    own[..., :2, :2] = torch.tensor([[0.0, 0.2], [0.4, 0.6]])
+    own[..., 3, 3] = 1.0  # outside the silhouette: no oracle but the image itself keeps it
+    made = tstr.oracle_refinements(synthetic, own, window=3)
+    tone = -torch.ones(1, 1, 4, 4)
+    tone[..., :2, :2] = 0.3
+    assert torch.allclose(made["own_tone"], tone)
+    assert torch.equal(made["own_image"], own)
+    shading = made["own_shading"]
+    assert (shading[..., 2:, :] == -1).all() and (shading[..., :, 2:] == -1).all()
+    assert torch.allclose(shading, tone)  # each 3x3 window holds the whole block and only it of the garment
 
 
 def test_train_and_refine_cli_keep_class_folders(tmp_path):
