@@ -47,10 +47,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny widths, 2 iterations (CI)")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fmap-base", type=int, help="nets' fmap_base (default: the preset's)")
+    parser.add_argument("--fmap-max", type=int, help="nets' fmap_max (default: the preset's)")
     args = parser.parse_args()
     iterations, rounds = (2, 1) if args.quick else (args.iterations, args.rounds)
     values = PGGANConfig.read_values("configs/pggan_fashion.yaml")
     values.update(out_dir=tempfile.mkdtemp(prefix="gauguin-bench-pggan-"), progress=False, eval_metrics=[], best_metric="swd")
+    values.update({key: value for key, value in (("fmap_base", args.fmap_base), ("fmap_max", args.fmap_max)) if value})
     if args.quick:
         values.update(fmap_base=128, fmap_max=16, z_dim=16, fade_images=64, stable_images=64, batch_size=16)
     cfg = PGGANConfig.from_dict(values)
