@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from gauguin.config import ConfigError
-from gauguin.models.pggan import GrowthSchedule, PGGANConfig
+from gauguin.models import DataInfo
+from gauguin.models.pggan import PGGAN, GrowthSchedule, PGGANConfig
 from gauguin.models.pggan_nets import PGDiscriminator, PGGenerator
 from gauguin.nn.layers import EqualizedConv2d, EqualizedLinear, MinibatchStddev, PixelNorm
 from gauguin.sampling import load_generator
@@ -111,6 +112,14 @@ def test_resume_mid_fade_is_bit_exact(tmp_path):
     assert a.generator.growth() == b.generator.growth() == (3, 1.0)
     for (name, p), q in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_a_run_past_the_schedule_also_ends_a_phase_at_its_last_step(tmp_path):
+    """Stage ends (20 steps here) and the last step are evaluated, so checkpoints/best/ follows training that
+    goes on at the final resolution after the growth schedule."""
+    family = PGGAN(tiny(tmp_path, steps=30), DataInfo(channels=1))
+    ends = [step + 1 for step in range(30) if family.plan(step).ends_phase]
+    assert ends == sorted(family.schedule.stage_ends()) + [30] and ends[-2] == 20
 
 
 @pytest.mark.slow

@@ -128,12 +128,12 @@ class PGGAN(GANFamily):
         self.discriminator = PGDiscriminator(cfg.image_size, channels, cfg.fmap_base, cfg.fmap_max,
                                              cfg.mbstd_group_size)
         self.schedule = GrowthSchedule.of(cfg)
-        self._stage_ends = self.schedule.stage_ends()
+        self._stage_ends = self.schedule.stage_ends() | {cfg.steps}  # training past the schedule ends the last stage later
 
     # ------------------------------------------------------------------ schedule
     def plan(self, step: int) -> Plan:
-        """The stage's batch size; the end of each stage ends a phase (a sample grid and an evaluation,
-        the paper's metrics)."""
+        """The stage's batch size; the end of each stage, and the last step, ends a phase (a sample grid and
+        an evaluation, the paper's metrics)."""
         stage = self.schedule.at(step)[0]
         return Plan(self.cfg.d_steps_per_g_step, self.cfg.g_steps_per_iteration, self.schedule.batch_sizes[stage - 1],
                     ends_phase=step + 1 in self._stage_ends)
